@@ -1,0 +1,100 @@
+"""Concurrent spatial and channel squeeze-and-excitation: ``scse``.
+
+Roy, Navab, Wachinger, "Concurrent Spatial and Channel 'Squeeze & Excitation' in Fully
+Convolutional Networks", MICCAI 2018, https://arxiv.org/abs/1803.02579; journal version
+"Recalibrating Fully Convolutional Networks with Spatial and Channel 'Squeeze & Excitation'
+Blocks", IEEE TMI 2019, https://arxiv.org/abs/1808.08127.
+
+Math, with ``g_c`` the channel gate of ``cse`` and ``g_s`` the spatial gate of ``sse``:
+
+- ``"add"``: ``x * g_c + x * g_s`` (MICCAI paper; the default);
+- ``"max"``: ``max(x * g_c, x * g_s)`` (authors' code and the journal version);
+- ``"mul"``: ``x * g_c * g_s``.
+
+Example:
+    >>> import torch
+    >>> scse = ChannelSpatialSqueezeExcitation(channels=8, spatial_dims=3, aggregation="max")
+    >>> scse(torch.randn(2, 8, 17, 19, 21)).shape
+    torch.Size([2, 8, 17, 19, 21])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from segattn.attention.registry import register
+from segattn.attention.spatial_se import SpatialSqueezeExcitation
+from segattn.attention.squeeze_excitation import SqueezeExcitation
+
+__all__ = ["AGGREGATIONS", "ChannelSpatialSqueezeExcitation"]
+
+AGGREGATIONS = ("add", "max", "mul")
+
+
+@register("scse")
+class ChannelSpatialSqueezeExcitation(nn.Module):
+    """Concurrent channel (cSE) and spatial (sSE) recalibration, 1D/2D/3D.
+
+    Parameters: ``2*C*h + h + C`` (channel branch) ``+ C + 1`` (spatial branch), with
+    ``h = max(C // reduction, min_channels)``.
+
+    Args:
+        channels: input channels ``C``.
+        spatial_dims: 1, 2 or 3.
+        reduction: channel-branch ratio; 2 as in the authors' code.
+        min_channels: lower bound of the channel branch's hidden width.
+        aggregation: ``"add"``, ``"max"`` or ``"mul"`` (see the module docstring).
+        act: activation inside the channel branch.
+
+    Raises:
+        ValueError: unknown ``aggregation`` or invalid branch options.
+
+    Example:
+        >>> import torch
+        >>> scse = ChannelSpatialSqueezeExcitation(channels=8)
+        >>> scse(torch.randn(2, 8, 33, 37)).shape
+        torch.Size([2, 8, 33, 37])
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        spatial_dims: int = 2,
+        reduction: int = 2,
+        min_channels: int = 4,
+        aggregation: str = "add",
+        act: str = "relu",
+    ) -> None:
+        super().__init__()
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"aggregation must be one of {list(AGGREGATIONS)}, got {aggregation!r}"
+            )
+        self.aggregation = aggregation
+        self.cse = SqueezeExcitation(
+            channels, spatial_dims, reduction=reduction, min_channels=min_channels, act=act
+        )
+        self.sse = SpatialSqueezeExcitation(channels, spatial_dims)
+
+    def channel_gate(self, x: Tensor) -> Tensor:
+        """Channel gate ``g_c``: ``(N, C, *spatial) -> (N, C, 1, ..., 1)``, values in (0, 1)."""
+        return self.cse.gate(x)
+
+    def spatial_gate(self, x: Tensor) -> Tensor:
+        """Spatial gate ``g_s``: ``(N, C, *spatial) -> (N, 1, *spatial)``, values in (0, 1)."""
+        return self.sse.gate(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Recalibrate: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
+        g_c = self.channel_gate(x)
+        g_s = self.spatial_gate(x)
+        if self.aggregation == "add":
+            # x*g_c + x*g_s written as one product: one full-size temporary instead of two.
+            return x * (g_c + g_s)
+        if self.aggregation == "max":
+            return torch.maximum(x * g_c, x * g_s)
+        return x * g_c * g_s
+
+    def extra_repr(self) -> str:
+        return f"aggregation={self.aggregation!r}"

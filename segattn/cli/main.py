@@ -1,0 +1,73 @@
+"""Entry point of the ``segattn`` console script.
+
+Each sub-command lives in its own module exposing ``add_parser(subparsers)`` and ``run(args)``.
+User errors (:class:`segattn.errors.SegattnError`) become one line on stderr and exit code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from segattn import __version__
+from segattn.errors import SegattnError
+
+# sub-command name -> module under segattn.cli
+COMMANDS = {
+    "demo": "segattn.cli.demo",
+    "train": "segattn.cli.train",
+    "predict": "segattn.cli.predict",
+    "evaluate": "segattn.cli.evaluate",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segattn",
+        description="Attention U-Nets for 2D/3D medical image segmentation.",
+    )
+    parser.add_argument("--version", action="version", version=f"segattn {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks instead of one-line errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``segattn`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    # `segattn train ...` hands everything after `train` to LightningCLI untouched.
+    if argv[:1] == ["train"] or (debug and argv[:2] == ["--debug", "train"]):
+        rest = argv[argv.index("train") + 1 :]
+        from segattn.cli.train import run_lightning_cli
+
+        return _guard(lambda: run_lightning_cli(rest), debug)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return _guard(lambda: args.func(args), debug)
+
+
+def _guard(fn, debug: bool) -> int:  # type: ignore[no-untyped-def]
+    try:
+        code = fn()
+    except SegattnError as err:
+        if debug:
+            raise
+        print(f"segattn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("segattn: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

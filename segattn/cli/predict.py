@@ -1,0 +1,102 @@
+"""``segattn predict``: label maps for NIfTI scans, written with the scans' own geometry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from segattn.inference import Predictor
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment NIfTI scans with a trained checkpoint",
+        description=(
+            "Segment .nii/.nii.gz scans and write DIR/<input name> as integer label maps on the "
+            "input grid (nnU-Net's _0000 channel suffix is dropped: CASE_0000.nii.gz -> "
+            "CASE.nii.gz). Exit status: 0 all cases written, 1 some case failed (one line each "
+            "on stderr), 2 usage or model error."
+        ),
+    )
+    parser.add_argument(
+        "--model",
+        nargs="+",
+        required=True,
+        metavar="CKPT",
+        help="checkpoint(s); several are ensembled by averaging class probabilities "
+        "(e.g. 2D models of different views); they must share labels and channels",
+    )
+    parser.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="image files or folders of .nii/.nii.gz files (multi-channel models: 4D files or "
+        "nnU-Net channel files CASE_0000, CASE_0001, ... in one folder)",
+    )
+    parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (default: refuse)"
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: CUDA when available (default)",
+    )
+    parser.add_argument(
+        "--sw-batch-size",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="sliding windows (3D) or slices (2D) per forward pass (default 4)",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=_fraction,
+        default=0.5,
+        metavar="F",
+        help="sliding-window overlap in [0, 1) (default 0.5)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    predictor = Predictor(
+        args.model,
+        device=args.device,
+        sw_batch_size=args.sw_batch_size,
+        overlap=args.overlap,
+        progress=not args.no_progress,
+    )
+    results = predictor.predict_files(args.input, args.output, overwrite=args.overwrite)
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"segattn: error: {r.error}", file=sys.stderr)
+    written = len(results) - len(failed)
+    summary = f"predicted {written} case(s) into {args.output}"
+    print(summary + (f"; {len(failed)} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value

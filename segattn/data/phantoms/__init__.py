@@ -1,0 +1,64 @@
+"""Synthetic phantoms written as nnU-Net v2 datasets, for demos and tests without real scans.
+
+Each kind is one module (``malc``: T1 brain MRI like MICCAI 2012 MALC) with a
+``make_<kind>_case(seed, size, ...) -> PhantomCase`` and a ``make_<kind>_dataset(out_dir, cases,
+size, seed, test_cases, overwrite) -> DatasetInfo``; :func:`make_dataset` picks one by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from segattn.data.layout import DatasetInfo
+from segattn.data.phantoms._common import ORIENTATIONS, PhantomCase
+from segattn.data.phantoms.malc import FOV_MM, MALC_LABELS, make_malc_case, make_malc_dataset
+
+__all__ = [
+    "FOV_MM",
+    "MALC_LABELS",
+    "ORIENTATIONS",
+    "PhantomCase",
+    "available",
+    "make_dataset",
+    "make_malc_case",
+    "make_malc_dataset",
+]
+
+# kind -> (dataset writer, default size). A new kind (e.g. "visceral") adds one entry.
+_KINDS: dict[str, tuple[Callable[..., DatasetInfo], int]] = {
+    "malc": (make_malc_dataset, 128),
+}
+
+
+def available() -> list[str]:
+    """Names of the phantom kinds :func:`make_dataset` accepts."""
+    return sorted(_KINDS)
+
+
+def make_dataset(
+    kind: str,
+    out_dir: str | Path,
+    cases: int,
+    *,
+    size: int | None = None,
+    seed: int = 0,
+    test_cases: int = 0,
+    overwrite: bool = False,
+) -> DatasetInfo:
+    """Write a phantom dataset of the given kind; ``size=None`` takes the kind's default.
+
+    Raises:
+        ValueError: unknown ``kind`` (the message lists the valid ones) or bad counts.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"unknown phantom kind {kind!r}; choose from {', '.join(available())}")
+    writer, default_size = _KINDS[kind]
+    return writer(
+        out_dir,
+        cases,
+        size=default_size if size is None else size,
+        seed=seed,
+        test_cases=test_cases,
+        overwrite=overwrite,
+    )

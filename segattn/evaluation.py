@@ -1,0 +1,245 @@
+"""Per-case, per-structure Dice between a folder of predictions and a folder of label maps.
+
+Files are matched by case name (the file name without ``.nii``/``.nii.gz``). A structure absent
+from both the prediction and the label of a case scores NaN there (no evidence either way); NaNs
+are left out of every mean and count.
+
+Example::
+
+    result = evaluate_folders("predictions/", "Dataset/labelsTs/")
+    print(result.format_table())       # one row per structure, then "mean Dice: 0.xxx"
+    result.write_csv("dice.csv")       # columns case,label,dice; "nan" when absent from both
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from segattn.data.layout import check_labels
+from segattn.errors import InputFileError, SegattnError
+from segattn.inference.io import (
+    atomic_path,
+    label_array,
+    nifti_ending,
+    read_label_map,
+    strip_nifti_ending,
+)
+from segattn.metrics import dice_per_label
+
+AFFINE_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class StructureSummary:
+    """Dice of one structure over cases: mean and population std over the ``n`` cases where
+    it is defined (NaN when ``n == 0``)."""
+
+    mean: float
+    std: float
+    n: int
+
+
+@dataclass
+class EvaluationResult:
+    """Dice per case and structure.
+
+    Attributes:
+        labels: foreground structure name -> label value, in label order.
+        per_case: case -> structure name -> Dice (NaN when absent from prediction and label).
+        missing: label cases that had no prediction (only with ``allow_missing``).
+    """
+
+    labels: dict[str, int]
+    per_case: dict[str, dict[str, float]]
+    missing: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, StructureSummary]:
+        """Structure name -> mean, std (population, ``ddof=0``) and count over defined cases."""
+        out = {}
+        for name in self.labels:
+            values = [d[name] for d in self.per_case.values() if not math.isnan(d[name])]
+            if values:
+                arr = np.asarray(values, dtype=np.float64)
+                out[name] = StructureSummary(float(arr.mean()), float(arr.std()), len(values))
+            else:
+                out[name] = StructureSummary(math.nan, math.nan, 0)
+        return out
+
+    @property
+    def mean_dice(self) -> float:
+        """Mean over structures of the per-structure means, NaN structures excluded."""
+        means = [s.mean for s in self.summary().values() if not math.isnan(s.mean)]
+        return float(np.mean(means)) if means else math.nan
+
+    def format_table(self) -> str:
+        """A plain-text table: one row per structure, ending in ``mean Dice: 0.xxx``."""
+        summary = self.summary()
+        cases = len(self.per_case)
+        width = max([len("structure"), *(len(n) for n in summary)])
+        lines = [f"{'structure':<{width}}  {'Dice mean ± std':<15}  cases"]
+        for name, s in summary.items():
+            if s.n:
+                cell = f"{s.mean:.3f} ± {s.std:.3f}"
+            else:
+                cell = "nan (absent from predictions and labels)"
+            lines.append(f"{name:<{width}}  {cell:<15}  {s.n}/{cases}")
+        lines.append(f"mean Dice: {self.mean_dice:.3f}")
+        return "\n".join(lines)
+
+    def write_csv(self, path: str | Path) -> None:
+        """Write one row per case and structure, columns ``case,label,dice`` (label = structure
+        name; dice with 6 decimals, or ``nan`` when absent from prediction and label). The file
+        is written atomically."""
+        path = Path(path)
+        try:
+            with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["case", "label", "dice"])
+                for case, dices in self.per_case.items():
+                    for name in self.labels:
+                        d = dices[name]
+                        writer.writerow([case, name, "nan" if math.isnan(d) else f"{d:.6f}"])
+        except OSError as err:
+            raise InputFileError(path, f"cannot write: {err.strerror or err}") from err
+
+
+def read_label_names(dataset_json: str | Path) -> dict[str, int]:
+    """Structure name -> label value from a ``dataset.json`` (nnU-Net v2 or MSD form).
+
+    Raises:
+        InputFileError: unreadable JSON, no ``labels``, region-based or malformed labels.
+    """
+    path = Path(dataset_json)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise InputFileError(path, "no such file") from err
+    except (OSError, ValueError) as err:
+        raise InputFileError(path, f"cannot read JSON ({err})") from err
+    raw = data.get("labels") if isinstance(data, Mapping) else None
+    if not isinstance(raw, Mapping) or not raw:
+        raise InputFileError(path, "no 'labels' mapping")
+    try:
+        return _label_mapping(raw)
+    except ValueError as err:
+        raise InputFileError(path, str(err)) from err
+
+
+def _label_mapping(raw: Mapping[str, Any]) -> dict[str, int]:
+    # MSD: {"0": "background", "1": "liver"}; nnU-Net v2: {"background": 0, "liver": 1}
+    if all(str(k).isdigit() and isinstance(v, str) for k, v in raw.items()):
+        pairs = {v: int(k) for k, v in raw.items()}
+        if len(pairs) != len(raw):
+            raise ValueError("two label values share one name")
+        raw = pairs
+    try:
+        return check_labels(raw)
+    except SegattnError as err:
+        raise ValueError(str(err)) from err
+
+
+def evaluate_folders(
+    pred_dir: str | Path,
+    label_dir: str | Path,
+    labels: Mapping[str, int] | None = None,
+    *,
+    allow_missing: bool = False,
+) -> EvaluationResult:
+    """Dice per case and structure between two folders of label maps.
+
+    Args:
+        pred_dir: predicted label maps.
+        label_dir: reference label maps; every case here needs a prediction.
+        labels: structure name -> value (0 = background, not scored). None: read
+            ``dataset.json`` beside ``label_dir`` (its parent folder), else name structures by
+            their integer values found in the files.
+        allow_missing: skip label cases without a prediction (listed in ``result.missing``)
+            instead of failing.
+
+    Raises:
+        InputFileError: a folder is missing or empty, a file is unreadable, grids differ (shape,
+            or affine beyond 1e-3), or a file holds values outside the known labels.
+        SegattnError: predictions missing for some label cases.
+    """
+    preds = _index(Path(pred_dir), allow_empty=True)
+    refs = _index(Path(label_dir), allow_empty=False)
+    missing = [case for case in refs if case not in preds]
+    if missing and not allow_missing:
+        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise SegattnError(f"{pred_dir}: no prediction for {len(missing)} label case(s): {shown}")
+    cases = [case for case in refs if case in preds]
+    if not cases:
+        raise SegattnError(f"{pred_dir}: no prediction matches a case in {label_dir}")
+    if labels is None:
+        guess = Path(label_dir).resolve().parent / "dataset.json"
+        labels = read_label_names(guess) if guess.is_file() else None
+    known: set[int] | None = None if labels is None else {int(v) for v in labels.values()} | {0}
+    by_value: dict[str, dict[int, float]] = {}
+    for case in cases:  # one pair in memory at a time
+        p_img, p_arr = _read(preds[case])
+        r_img, r_arr = _read(refs[case])
+        _check_geometry(case, preds[case], refs[case], p_img, r_img)
+        if known is not None:
+            for path, arr in ((preds[case], p_arr), (refs[case], r_arr)):
+                bad = np.setdiff1d(np.unique(arr), sorted(known))
+                if bad.size:
+                    raise InputFileError(
+                        path, f"values {bad[:10].tolist()} are not among the labels {labels}"
+                    )
+        for path, arr in ((preds[case], p_arr), (refs[case], r_arr)):
+            if arr.size and arr.min() < 0:
+                raise InputFileError(path, f"negative label value {int(arr.min())}")
+        top = max(known) if known is not None else int(max(p_arr.max(), r_arr.max()))
+        dice = dice_per_label(torch.from_numpy(p_arr), torch.from_numpy(r_arr), top + 1)
+        by_value[case] = {v: float(dice[v - 1]) for v in range(1, top + 1)}
+    if labels is None:
+        values = sorted({v for d in by_value.values() for v, x in d.items() if not math.isnan(x)})
+        labels = {str(v): v for v in values}
+    foreground = {k: int(v) for k, v in sorted(labels.items(), key=lambda kv: kv[1]) if v != 0}
+    per_case = {
+        case: {name: d.get(v, math.nan) for name, v in foreground.items()}
+        for case, d in by_value.items()
+    }
+    return EvaluationResult(labels=foreground, per_case=per_case, missing=missing)
+
+
+def _index(folder: Path, allow_empty: bool) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise InputFileError(folder, "no such folder")
+    out: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file() or nifti_ending(path) is None:
+            continue
+        case = strip_nifti_ending(path)
+        if case in out:
+            raise InputFileError(path, f"case {case} also stored as {out[case].name}")
+        out[case] = path
+    if not out and not allow_empty:
+        raise InputFileError(folder, "folder contains no .nii or .nii.gz files")
+    return out
+
+
+def _read(path: Path) -> tuple[Any, np.ndarray]:
+    img = read_label_map(path)
+    return img, label_array(img, path)
+
+
+def _check_geometry(case: str, pred: Path, ref: Path, p_img: Any, r_img: Any) -> None:
+    if tuple(p_img.shape[:3]) != tuple(r_img.shape[:3]):
+        raise InputFileError(
+            pred, f"case {case}: shape {p_img.shape[:3]} differs from label {ref} {r_img.shape[:3]}"
+        )
+    diff = float(np.max(np.abs(p_img.affine - r_img.affine)))
+    if diff > AFFINE_TOLERANCE:
+        raise InputFileError(
+            pred, f"case {case}: affine differs from label {ref} (max difference {diff:.3g})"
+        )

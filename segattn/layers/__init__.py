@@ -1,0 +1,33 @@
+"""Dimension-agnostic building blocks: operator lookups by ``spatial_dims`` and small helpers."""
+
+from __future__ import annotations
+
+from segattn.layers.factories import (
+    act_layer,
+    avg_pool_type,
+    check_positive_int,
+    check_spatial_dims,
+    conv_transpose_type,
+    conv_type,
+    gate_shape,
+    hidden_channels,
+    make_divisible,
+    max_pool_type,
+    norm_layer,
+    reduce_dims,
+)
+
+__all__ = [
+    "act_layer",
+    "avg_pool_type",
+    "check_positive_int",
+    "check_spatial_dims",
+    "conv_transpose_type",
+    "conv_type",
+    "gate_shape",
+    "hidden_channels",
+    "make_divisible",
+    "max_pool_type",
+    "norm_layer",
+    "reduce_dims",
+]

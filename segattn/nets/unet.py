@@ -1,0 +1,245 @@
+"""U-Net with a pluggable attention module after every conv block, 1D/2D/3D.
+
+Ronneberger, Fischer, Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation",
+MICCAI 2015, https://arxiv.org/abs/1505.04597. Attention placement follows Roy, Navab, Wachinger,
+MICCAI 2018, https://arxiv.org/abs/1803.02579: one module after every encoder, bottleneck and
+decoder block, before pooling/upsampling; the recalibrated tensor is also the skip connection.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from segattn.attention import AttentionSpec, create
+from segattn.layers import (
+    check_positive_int,
+    check_spatial_dims,
+    conv_transpose_type,
+    conv_type,
+    max_pool_type,
+)
+from segattn.nets.blocks import ConvBlock
+
+__all__ = ["ATTENTION_POSITIONS", "UNet"]
+
+ATTENTION_POSITIONS = ("encoder", "bottleneck", "decoder")
+
+
+class UNet(nn.Module):
+    """U-Net for ``spatial_dims`` 1, 2 or 3 with attention after every conv block.
+
+    Level ``i`` of the encoder is a conv block (two ``conv3x3-norm-act`` layers) of width
+    ``features[i]`` followed by an attention module and a 2x max pool; the last level is the
+    bottleneck. Each decoder level upsamples with a stride-2 transposed convolution, concatenates
+    the skip, and runs a conv block and an attention module. A 1x1 convolution gives the logits.
+    With ``L = len(features)`` levels there are ``2*L - 1`` attention modules.
+
+    Inputs of any size work: they are padded (replicate) at the far end of each spatial axis to a
+    multiple of ``2**(L - 1)`` and the outputs are cropped back.
+
+    Args:
+        spatial_dims: 1, 2 or 3.
+        in_channels: input channels (image modalities).
+        num_classes: output channels (logits, background included).
+        features: widths of every level, the last being the bottleneck.
+        attention: a name from ``segattn.attention.available()``, ``None``/``"none"``, an
+            ``nn.Module`` subclass or a ``functools.partial`` (see ``segattn.attention.create``).
+        attention_kwargs: options passed to every attention module.
+        attention_positions: where to put attention, a subset of ``("encoder", "bottleneck",
+            "decoder")``; elsewhere ``nn.Identity``.
+        norm: ``"instance"``, ``"batch"``, ``"group"`` or ``"none"``.
+        act: activation name from ``segattn.layers.act_layer``.
+        dropout: dropout probability inside every conv block (0 disables it).
+        deep_supervision: add 1x1 heads on the lower-resolution decoder levels; in training mode
+            ``forward`` then returns a list of logits, full resolution first.
+
+    Raises:
+        ValueError: bad widths, counts, positions, norm, activation, dropout or attention name.
+        TypeError: ``attention_kwargs`` is not a mapping.
+
+    Example:
+        >>> import torch
+        >>> net = UNet(3, in_channels=1, num_classes=4, features=(8, 16, 32), attention="scse")
+        >>> net(torch.randn(2, 1, 17, 19, 21)).shape
+        torch.Size([2, 4, 17, 19, 21])
+        >>> len(net.attention_modules())
+        5
+        >>> rebuilt = UNet(**net.config)
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        num_classes: int,
+        features: Sequence[int] = (32, 64, 128, 256),
+        attention: AttentionSpec = None,
+        attention_kwargs: Mapping[str, Any] | None = None,
+        attention_positions: Sequence[str] = ATTENTION_POSITIONS,
+        norm: str | None = "instance",
+        act: str | None = "leakyrelu",
+        dropout: float = 0.0,
+        deep_supervision: bool = False,
+    ) -> None:
+        super().__init__()
+        check_spatial_dims(spatial_dims)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("num_classes", num_classes)
+        if isinstance(features, (str, bytes)) or not isinstance(features, Sequence) or not features:
+            raise ValueError(f"features must be a non-empty sequence of widths, got {features!r}")
+        widths = [check_positive_int("every width in features", f) for f in features]
+        if attention_kwargs is None:
+            attention_kwargs = {}
+        if not isinstance(attention_kwargs, Mapping):
+            raise TypeError(f"attention_kwargs must be a mapping, got {attention_kwargs!r}")
+        if isinstance(attention_positions, str):
+            attention_positions = (attention_positions,)
+        bad = [p for p in attention_positions if p not in ATTENTION_POSITIONS]
+        if bad:
+            raise ValueError(
+                f"attention_positions must be a subset of {list(ATTENTION_POSITIONS)}, got {bad}"
+            )
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.deep_supervision = bool(deep_supervision)
+        self.size_divisor = 2 ** (len(widths) - 1)
+        self._config: dict[str, Any] = {
+            "spatial_dims": spatial_dims,
+            "in_channels": in_channels,
+            "num_classes": num_classes,
+            "features": list(widths),
+            "attention": attention,
+            "attention_kwargs": dict(attention_kwargs),
+            "attention_positions": list(attention_positions),
+            "norm": norm,
+            "act": act,
+            "dropout": float(dropout),
+            "deep_supervision": self.deep_supervision,
+        }
+
+        def block(c_in: int, c_out: int) -> ConvBlock:
+            return ConvBlock(spatial_dims, c_in, c_out, norm=norm, act=act, dropout=dropout)
+
+        def attend(position: str, width: int) -> nn.Module:
+            if position not in attention_positions:
+                return nn.Identity()
+            return create(attention, width, spatial_dims, **attention_kwargs)
+
+        if attention is not None and not attention_positions:
+            create(attention, widths[0], spatial_dims, **attention_kwargs)  # validate only
+
+        skip_widths = widths[:-1]
+        self.encoder = nn.ModuleList()
+        self.encoder_attention = nn.ModuleList()
+        c_in = in_channels
+        for width in skip_widths:
+            self.encoder.append(block(c_in, width))
+            self.encoder_attention.append(attend("encoder", width))
+            c_in = width
+        self.pool = max_pool_type(spatial_dims)(kernel_size=2, stride=2)
+        self.bottleneck = block(c_in, widths[-1])
+        self.bottleneck_attention = attend("bottleneck", widths[-1])
+
+        # Decoder lists run from the deepest level (index 0) to full resolution (index -1).
+        self.upsample = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        self.decoder_attention = nn.ModuleList()
+        up_type = conv_transpose_type(spatial_dims)
+        c_in = widths[-1]
+        for width in reversed(skip_widths):
+            self.upsample.append(up_type(c_in, width, kernel_size=2, stride=2))
+            self.decoder.append(block(2 * width, width))
+            self.decoder_attention.append(attend("decoder", width))
+            c_in = width
+
+        head_type = conv_type(spatial_dims)
+        self.head = head_type(widths[0], num_classes, kernel_size=1)
+        # aux_heads[j] reads decoder level j + 1 (resolution 1 / 2**(j + 1)).
+        self.aux_heads = nn.ModuleList()
+        if self.deep_supervision:
+            for width in skip_widths[1:]:
+                self.aux_heads.append(head_type(width, num_classes, kernel_size=1))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments; ``UNet(**net.config)`` rebuilds the same architecture.
+
+        JSON-serialisable as long as ``attention`` was given by name (or ``None``).
+        """
+        return copy.deepcopy(self._config)
+
+    def attention_modules(self) -> dict[str, nn.Module]:
+        """Attention modules in forward order (encoder, bottleneck, decoder), by submodule name.
+
+        Positions disabled by ``attention_positions`` (and ``attention=None``) hold
+        ``nn.Identity`` and are left out. Decoder names count from the deepest level, so
+        ``decoder_attention.0`` follows the first upsampling.
+        """
+        named = [(f"encoder_attention.{i}", m) for i, m in enumerate(self.encoder_attention)]
+        named.append(("bottleneck_attention", self.bottleneck_attention))
+        named += [(f"decoder_attention.{i}", m) for i, m in enumerate(self.decoder_attention)]
+        return {name: m for name, m in named if not isinstance(m, nn.Identity)}
+
+    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
+        """Segment ``x``.
+
+        Args:
+            x: ``(N, in_channels, *spatial)``, any spatial size.
+
+        Returns:
+            Logits ``(N, num_classes, *spatial)``; with ``deep_supervision`` in training mode a
+            list whose first item is those logits, followed by logits at 1/2, 1/4, ...
+            resolution (sizes ``ceil(s / 2**k)``).
+        """
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected input (N, {self.in_channels}, <{self.spatial_dims} spatial axes>), "
+                f"got {tuple(x.shape)}"
+            )
+        spatial = tuple(x.shape[2:])
+        x = self._pad(x)
+
+        skips = []
+        for block, attention in zip(self.encoder, self.encoder_attention, strict=True):
+            x = attention(block(x))
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottleneck_attention(self.bottleneck(x))
+
+        decoded = []
+        for up, block, attention, skip in zip(
+            self.upsample, self.decoder, self.decoder_attention, reversed(skips), strict=True
+        ):
+            x = attention(block(torch.cat([up(x), skip], dim=1)))
+            decoded.append(x)
+
+        logits = self._crop(self.head(x), spatial, 1)
+        if not (self.deep_supervision and self.training):
+            return logits
+        outputs = [logits]
+        for level, head in enumerate(self.aux_heads, start=1):
+            outputs.append(self._crop(head(decoded[-1 - level]), spatial, 2**level))
+        return outputs
+
+    def _pad(self, x: Tensor) -> Tensor:
+        """Replicate-pad the far end of every spatial axis up to a multiple of the divisor."""
+        pad: list[int] = []
+        for size in reversed(x.shape[2:]):
+            pad += [0, -size % self.size_divisor]
+        return F.pad(x, pad, mode="replicate") if any(pad) else x
+
+    @staticmethod
+    def _crop(x: Tensor, spatial: tuple[int, ...], factor: int) -> Tensor:
+        """Crop ``x`` to ``ceil(s / factor)`` along every spatial axis."""
+        keep = tuple(slice(0, -(-s // factor)) for s in spatial)
+        return x[(slice(None), slice(None)) + keep]

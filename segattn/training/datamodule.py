@@ -1,0 +1,313 @@
+"""LightningDataModule over an nnU-Net v2 (or MSD) dataset root, in 2D-slice or 3D-patch mode."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from monai.data import CacheDataset, MetaTensor
+from monai.data import DataLoader as MonaiDataLoader
+from torch.utils.data import Dataset
+
+from segattn.data.layout import Case, DatasetInfo, load_dataset, split_cases
+from segattn.data.transforms import normalize_preprocessing, preprocess_transforms
+from segattn.errors import SegattnError
+from segattn.training.augment import augmentation_settings, random_transforms
+
+log = logging.getLogger(__name__)
+
+SLICE_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+DEFAULT_CT_WINDOW = (-160.0, 240.0)
+
+
+def slice_axis_index(axis: str | int) -> int:
+    """Spatial axis (0, 1, 2) of a RAS-oriented volume for a view name or index."""
+    if isinstance(axis, str) and axis.lower() in SLICE_AXES:
+        return SLICE_AXES[axis.lower()]
+    if isinstance(axis, int) and axis in (0, 1, 2):
+        return axis
+    raise ValueError(f"slice_axis must be one of {list(SLICE_AXES)} or 0/1/2, got {axis!r}")
+
+
+class SliceDataset(Dataset):
+    """2D samples: every slice along ``axis`` of in-memory volumes, with random transforms.
+
+    Args:
+        volumes: ``(image (C, X, Y, Z), label (1, X, Y, Z))`` pairs.
+        axis: spatial axis to slice along.
+        transform: applied to ``{"image": (C, a, b), "label": (1, a, b)}``.
+    """
+
+    def __init__(self, volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], axis: int, transform):  # type: ignore[no-untyped-def]
+        self.volumes = list(volumes)
+        self.axis = axis
+        self.transform = transform
+        self.index = [
+            (v, s) for v, (img, _) in enumerate(self.volumes) for s in range(img.shape[1 + axis])
+        ]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        v, s = self.index[i]
+        image, label = self.volumes[v]
+        sample = {
+            "image": image.select(1 + self.axis, s),
+            "label": label.select(1 + self.axis, s),
+        }
+        return self.transform(sample)
+
+
+class PatchDataset(Dataset):
+    """3D samples: ``num_samples`` random patches per in-memory volume (a list per item)."""
+
+    def __init__(self, volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], transform):  # type: ignore[no-untyped-def]
+        self.volumes = list(volumes)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.volumes)
+
+    def __getitem__(self, i: int) -> Any:
+        image, label = self.volumes[i]
+        return self.transform({"image": image, "label": label})
+
+
+class SegDataModule(pl.LightningDataModule):
+    """Train/validation data from a dataset root in nnU-Net v2 or MSD layout.
+
+    Volumes are loaded, oriented (RAS), optionally resampled and intensity-normalised once with
+    MONAI (:func:`segattn.data.transforms.preprocess_transforms`) and kept in memory; training
+    samples are 2D slices along ``slice_axis`` or 3D patches centred on foreground with
+    probability ``pos_fraction``; validation uses whole volumes.
+
+    Args:
+        root: dataset folder holding ``dataset.json``.
+        mode: ``"2d"`` (slices) or ``"3d"`` (patches).
+        slice_axis: 2D view: ``"coronal"`` (default, as in the scSE paper), ``"axial"``,
+            ``"sagittal"`` or the axis index of the RAS-oriented volume.
+        patch_size: crop size (2 values in 2D, 3 in 3D). 2D default: the whole slice, padded to
+            the largest slice; 3D default ``[64, 64, 64]``.
+        batch_size: samples per batch (3D: patches, ``samples_per_volume`` per volume).
+        samples_per_volume: 3D patches drawn from each volume per visit.
+        pos_fraction: 3D probability that a patch is centred on a foreground voxel.
+        val_fraction: share of cases held out for validation (ignored with ``splits_file``).
+        seed: seed of the split and of the augmentation streams.
+        splits_file: nnU-Net ``splits_final.json``; ``fold`` picks the split.
+        fold: fold index in ``splits_file``.
+        spacing: target voxel size in mm (``None`` keeps the native grid).
+        intensity: ``{"kind": "zscore"}`` (MRI), ``{"kind": "ct", "window": [lo, hi]}`` or
+            ``{"kind": "none"}``; default: ``ct`` with window -160..240 HU when channel 0 is
+            named CT, else ``zscore``.
+        augment: enable random augmentation.
+        augmentation: overrides of :data:`segattn.training.augment.DEFAULT_AUGMENTATION`.
+        num_workers: DataLoader workers (0 = load in the main process).
+        cache_workers: threads used to preprocess volumes at ``setup``.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        mode: Literal["2d", "3d"] = "2d",
+        slice_axis: str | int = "coronal",
+        patch_size: list[int] | None = None,
+        batch_size: int = 8,
+        samples_per_volume: int = 2,
+        pos_fraction: float = 0.67,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        splits_file: str | None = None,
+        fold: int = 0,
+        spacing: list[float] | None = None,
+        intensity: dict[str, Any] | None = None,
+        augment: bool = True,
+        augmentation: dict[str, Any] | None = None,
+        num_workers: int = 0,
+        cache_workers: int = 2,
+    ) -> None:
+        super().__init__()
+        if mode not in ("2d", "3d"):
+            raise ValueError(f"mode must be '2d' or '3d', got {mode!r}")
+        if batch_size < 1 or samples_per_volume < 1:
+            raise ValueError(
+                "batch_size and samples_per_volume must be >= 1, "
+                f"got {batch_size}, {samples_per_volume}"
+            )
+        if not 0.0 <= pos_fraction <= 1.0:
+            raise ValueError(f"pos_fraction must be in [0, 1], got {pos_fraction}")
+        self.root = root
+        self.mode = mode
+        self.slice_axis = slice_axis_index(slice_axis) if mode == "2d" else None
+        expected = 2 if mode == "2d" else 3
+        if patch_size is not None and len(patch_size) != expected:
+            raise ValueError(f"patch_size needs {expected} values in {mode} mode, got {patch_size}")
+        if patch_size is None and mode == "3d":
+            patch_size = [64, 64, 64]
+        self.patch_size = list(patch_size) if patch_size is not None else None
+        self.batch_size = batch_size
+        self.samples_per_volume = samples_per_volume
+        self.pos_fraction = pos_fraction
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.splits_file = splits_file
+        self.fold = fold
+        self.spacing = spacing
+        self.intensity = intensity
+        self.augment = augment
+        self.augmentation = augmentation_settings(augmentation)
+        self.num_workers = num_workers
+        self.cache_workers = cache_workers
+        self.train_cases: list[Case] = []
+        self.val_cases: list[Case] = []
+        self._train: Dataset | None = None
+        self._val: list[dict[str, Any]] | None = None
+
+    # -- metadata (read lazily from dataset.json; used by LightningCLI argument links) --
+    @cached_property
+    def dataset(self) -> DatasetInfo:
+        return load_dataset(self.root)
+
+    @property
+    def spatial_dims(self) -> int:
+        return 2 if self.mode == "2d" else 3
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    @property
+    def in_channels(self) -> int:
+        return self.dataset.in_channels
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.dataset.label_names
+
+    @cached_property
+    def preprocessing(self) -> dict[str, Any]:
+        intensity = self.intensity
+        if intensity is None:
+            first = str(next(iter(self.dataset.channel_names.values()), "")).upper()
+            is_ct = first == "CT" or first.startswith("CT")
+            intensity = (
+                {"kind": "ct", "window": list(DEFAULT_CT_WINDOW)} if is_ct else {"kind": "zscore"}
+            )
+        return normalize_preprocessing(
+            {"orientation": "RAS", "spacing": self.spacing, "intensity": intensity}
+        )
+
+    @property
+    def inference_meta(self) -> dict[str, Any]:
+        """What a checkpoint needs to repeat this preprocessing at inference (plain JSON types)."""
+        return {
+            "labels": dict(self.dataset.labels),
+            "channel_names": dict(self.dataset.channel_names),
+            "preprocessing": self.preprocessing,
+            "mode": self.mode,
+            "slice_axis": self.slice_axis,
+            "patch_size": self.patch_size,
+        }
+
+    # -- Lightning hooks --
+    def prepare_data(self) -> None:
+        # Reading dataset.json validates the layout early, with a clear error.
+        load_dataset(self.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._val is not None:
+            return
+        self.train_cases, self.val_cases = split_cases(
+            self.dataset.training,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+            splits_file=self.splits_file,
+            fold=self.fold,
+        )
+        train = self._load(self.train_cases)
+        val = self._load(self.val_cases)
+        self._val = [
+            {"image": img, "label": lab, "case": case.name}
+            for case, (img, lab) in zip(self.val_cases, val)
+        ]
+        if self.mode == "2d":
+            assert self.slice_axis is not None
+            patch = self.patch_size or _largest_slice(train, self.slice_axis)
+            transform = random_transforms(2, patch, self.augmentation, self.augment)
+            transform.set_random_state(seed=self.seed)
+            self._train = SliceDataset(train, self.slice_axis, transform)
+        else:
+            transform = random_transforms(
+                3,
+                self.patch_size,
+                self.augmentation,
+                self.augment,
+                pos_fraction=self.pos_fraction,
+                num_samples=self.samples_per_volume,
+            )
+            transform.set_random_state(seed=self.seed)
+            self._train = PatchDataset(train, transform)
+        log.info("%d training and %d validation cases", len(self.train_cases), len(self.val_cases))
+
+    def _load(self, cases: Sequence[Case]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if not cases:
+            return []
+        items = [{"image": [str(p) for p in c.images], "label": str(c.label)} for c in cases]
+        ds = CacheDataset(
+            items,
+            transform=preprocess_transforms(self.preprocessing, keys=("image", "label")),
+            cache_rate=1.0,
+            num_workers=self.cache_workers,
+            progress=False,
+        )
+        out = []
+        for case, item in zip(cases, ds):  # type: ignore[call-overload]
+            image = _plain(item["image"]).float().contiguous()
+            label = _plain(item["label"]).round().to(torch.uint8).contiguous()
+            if image.shape[1:] != label.shape[1:]:
+                raise SegattnError(
+                    f"{case.label}: label grid {tuple(label.shape[1:])} differs from image grid "
+                    f"{tuple(image.shape[1:])} after preprocessing"
+                )
+            if image.shape[0] != self.in_channels:
+                raise SegattnError(
+                    f"{case.images[0]}: {image.shape[0]} channels, "
+                    f"dataset.json declares {self.in_channels}"
+                )
+            out.append((image, label))
+        return out
+
+    def train_dataloader(self) -> MonaiDataLoader:
+        if self._train is None:
+            self.setup("fit")
+        assert self._train is not None
+        return MonaiDataLoader(
+            self._train,
+            batch_size=self.batch_size
+            if self.mode == "2d"
+            else max(1, self.batch_size // self.samples_per_volume),
+            shuffle=True,
+            num_workers=self.num_workers,
+            drop_last=False,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> MonaiDataLoader:
+        if self._val is None:
+            self.setup("validate")
+        return MonaiDataLoader(self._val,  # type: ignore[arg-type] batch_size=1, shuffle=False, num_workers=0)
+
+
+def _plain(x: Any) -> torch.Tensor:
+    return x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
+
+
+def _largest_slice(volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], axis: int) -> list[int]:
+    sizes = [[s for d, s in enumerate(img.shape[1:]) if d != axis] for img, _ in volumes]
+    if not sizes:
+        raise SegattnError("no training cases")
+    return [max(s[0] for s in sizes), max(s[1] for s in sizes)]

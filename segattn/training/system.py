@@ -1,0 +1,288 @@
+"""The segmentation *system*: a LightningModule holding a network and a loss.
+
+It trains on 2D slices or 3D patches, validates on whole volumes (slice-wise prediction re-stacked
+in 2D, Gaussian-blended sliding window in 3D), logs Dice per structure by name, and writes into
+every checkpoint what inference needs (``checkpoint["segattn"]``, see
+:mod:`segattn.inference.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from monai.data import MetaTensor
+from monai.losses import DiceCELoss, DiceLoss
+from torch import Tensor, nn
+
+from segattn.inference.volume import predict_volume
+from segattn.metrics import dice_per_label
+from segattn.nets import UNet
+
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+def default_optimizer(params: Any) -> torch.optim.Optimizer:
+    """AdamW, lr 1e-3, weight decay 1e-5 (used when the config names no optimizer)."""
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-5)
+
+
+class SegmentationSystem(pl.LightningModule):
+    """UNet + Dice/CE loss, with per-structure Dice on whole validation volumes.
+
+    Args:
+        spatial_dims: 2 (slices) or 3 (patches); linked from the DataModule's ``mode`` by the CLI.
+        in_channels: image channels (linked from ``dataset.json``).
+        num_classes: classes including background (linked from ``dataset.json``).
+        features: UNet widths per level, the last being the bottleneck.
+        attention: registry name of the module after every conv block (``None``: plain UNet).
+        attention_kwargs: extra arguments of that module, e.g. ``{"aggregation": "max"}``.
+        attention_positions: any of ``encoder``, ``bottleneck``, ``decoder``.
+        norm: ``instance``, ``batch``, ``group`` or ``none``.
+        act: activation name.
+        dropout: dropout probability in conv blocks.
+        deep_supervision: add losses on lower decoder resolutions (weights halve per level).
+        loss: ``dice_ce`` (MONAI DiceCELoss, default), ``dice`` or ``ce``.
+        optimizer: optimizer factory (``--model.optimizer AdamW --model.optimizer.lr 3e-3``).
+        lr_scheduler: scheduler factory or ``None``; stepped once per epoch.
+        data_meta: label names, preprocessing, mode, slice axis and patch size, linked from
+            :attr:`segattn.training.SegDataModule.inference_meta`; stored in checkpoints.
+        slice_batch: slices per forward pass when validating in 2D.
+        sw_batch_size: windows per forward pass when validating in 3D.
+        overlap: sliding-window overlap when validating in 3D.
+
+    Example:
+        >>> system = SegmentationSystem(spatial_dims=2, num_classes=3, features=[8, 16])
+        >>> system.net(torch.zeros(1, 1, 33, 37)).shape
+        torch.Size([1, 3, 33, 37])
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        features: list[int] | tuple[int, ...] = (32, 64, 128, 256),
+        attention: str | None = "scse",
+        attention_kwargs: dict[str, Any] | None = None,
+        attention_positions: list[str] | tuple[str, ...] = ("encoder", "bottleneck", "decoder"),
+        norm: str = "instance",
+        act: str = "leakyrelu",
+        dropout: float = 0.0,
+        deep_supervision: bool = False,
+        loss: Literal["dice_ce", "dice", "ce"] = "dice_ce",
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        data_meta: dict[str, Any] | None = None,
+        slice_batch: int = 16,
+        sw_batch_size: int = 4,
+        overlap: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.net_kwargs: dict[str, Any] = {
+            "spatial_dims": int(spatial_dims),
+            "in_channels": int(in_channels),
+            "num_classes": int(num_classes),
+            "features": [int(f) for f in features],
+            "attention": attention,
+            "attention_kwargs": dict(attention_kwargs or {}),
+            "attention_positions": list(attention_positions),
+            "norm": norm,
+            "act": act,
+            "dropout": float(dropout),
+            "deep_supervision": bool(deep_supervision),
+        }
+        self.net = UNet(**self.net_kwargs)
+        if loss == "dice_ce":
+            self.loss_fn: nn.Module = DiceCELoss(to_onehot_y=True, softmax=True)
+        elif loss == "dice":
+            self.loss_fn = DiceLoss(to_onehot_y=True, softmax=True)
+        elif loss == "ce":
+            self.loss_fn = _CrossEntropy()
+        else:
+            raise ValueError(f"loss must be 'dice_ce', 'dice' or 'ce', got {loss!r}")
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.data_meta = dict(data_meta or {})
+        labels = self.data_meta.get("labels") or {}
+        names = [n for n, _ in sorted(labels.items(), key=lambda kv: kv[1])]
+        if len(names) != num_classes:
+            names = ["background"] + [f"label_{i}" for i in range(1, num_classes)]
+        self.label_names = names
+        self.slice_batch = int(slice_batch)
+        self.sw_batch_size = int(sw_batch_size)
+        self.overlap = float(overlap)
+        self._val_dice: list[Tensor] = []
+
+    @classmethod
+    def for_data(cls, datamodule: Any, **kwargs: Any) -> SegmentationSystem:
+        """Build a system whose data-dependent arguments come from a :class:`SegDataModule`."""
+        return cls(
+            spatial_dims=datamodule.spatial_dims,
+            in_channels=datamodule.in_channels,
+            num_classes=datamodule.num_classes,
+            data_meta=datamodule.inference_meta,
+            **kwargs,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: ``(N, C, *spatial)`` -> logits ``(N, K, *spatial)`` (a list in training with deep
+        supervision)."""
+        return self.net(x)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_dice = []
+
+    def on_test_epoch_start(self) -> None:
+        self._val_dice = []
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_dice("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_dice("test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["segattn"] = self.inference_meta()
+
+    # -- helpers --
+    def inference_meta(self) -> dict[str, Any]:
+        """Everything :class:`segattn.inference.Predictor` needs, in plain JSON types."""
+        meta = self.data_meta
+        kwargs = {**self.net_kwargs, "deep_supervision": False}
+        return {
+            "version": CHECKPOINT_FORMAT_VERSION,
+            "net": {"name": "unet", "kwargs": kwargs},
+            "labels": {name: i for i, name in enumerate(self.label_names)},
+            "channel_names": meta.get("channel_names")
+            or {str(i): f"channel_{i}" for i in range(self.net_kwargs["in_channels"])},
+            "preprocessing": meta.get("preprocessing")
+            or {
+                "orientation": "RAS",
+                "spacing": None,
+                "intensity": {"kind": "zscore", "nonzero": False},
+            },
+            "mode": meta.get("mode") or ("2d" if self.net_kwargs["spatial_dims"] == 2 else "3d"),
+            "slice_axis": meta.get(
+                "slice_axis", 1 if self.net_kwargs["spatial_dims"] == 2 else None
+            ),
+            "patch_size": meta.get("patch_size"),
+        }
+
+    def _shared_step(self, batch: dict[str, Any], stage: str) -> Tensor:
+        # plain tensors: MONAI MetaTensors would leak into logged metrics and checkpoints
+        image = _plain(batch["image"]).float()
+        label = _plain(batch["label"]).long()
+        if stage == "train":
+            out = self.net(image)
+            loss = self._loss(out, label)
+            self.log(
+                "train/loss",
+                loss,
+                prog_bar=True,
+                on_step=True,
+                on_epoch=True,
+                batch_size=image.shape[0],
+            )
+            return loss
+        meta = self.inference_meta()
+        losses, dices = [], []
+        for i in range(image.shape[0]):
+            logits = predict_volume(
+                self.net,
+                image[i],
+                mode=meta["mode"],
+                slice_axis=meta["slice_axis"],
+                patch_size=meta["patch_size"],
+                slice_batch=self.slice_batch,
+                sw_batch_size=self.sw_batch_size,
+                overlap=self.overlap,
+            )
+            losses.append(self.loss_fn(logits[None], label[i][None]))
+            dices.append(
+                dice_per_label(logits.argmax(0), label[i][0], self.net_kwargs["num_classes"])
+            )
+        loss = torch.stack(losses).mean()
+        self._val_dice.extend(dices)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            prog_bar=stage == "val",
+            batch_size=image.shape[0],
+            sync_dist=True,
+        )
+        return loss
+
+    def _loss(self, out: Tensor | list[Tensor], label: Tensor) -> Tensor:
+        if isinstance(out, Tensor):
+            return self.loss_fn(out, label)
+        weights = [0.5**i for i in range(len(out))]
+        total = sum(weights)
+        loss = out[0].new_zeros(())
+        for w, logits in zip(weights, out):
+            target = (
+                label
+                if logits.shape[2:] == label.shape[2:]
+                else F.interpolate(label.float(), size=logits.shape[2:], mode="nearest").long()
+            )
+            loss = loss + w / total * self.loss_fn(logits, target)
+        return loss
+
+    def _log_dice(self, stage: str) -> None:
+        if not self._val_dice:
+            return
+        dice = torch.stack(self._val_dice).to(self.device)  # (cases, K-1)
+        if self.trainer.world_size > 1:
+            gathered = self.all_gather(dice)
+            assert isinstance(gathered, Tensor)
+            dice = gathered.reshape(-1, dice.shape[-1])
+        per_label = _nanmean(dice, dim=0)
+        for name, value in zip(self.label_names[1:], per_label.tolist()):
+            if not math.isnan(value):
+                self.log(f"{stage}/dice/{name}", value, sync_dist=False)
+        mean = (
+            _nanmean(per_label[~per_label.isnan()], dim=0)
+            if (~per_label.isnan()).any()
+            else per_label.new_tensor(0.0)
+        )
+        self.log(f"{stage}/mean_dice", mean, prog_bar=True, sync_dist=False)
+        self._val_dice = []
+
+
+def _plain(x: Any) -> Tensor:
+    return x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
+
+
+def _nanmean(x: Tensor, dim: int) -> Tensor:
+    return torch.nanmean(x.double(), dim=dim).float()
+
+
+class _CrossEntropy(nn.Module):
+    """Cross-entropy taking a ``(N, 1, *spatial)`` integer label like MONAI's losses."""
+
+    def forward(self, logits: Tensor, label: Tensor) -> Tensor:
+        return F.cross_entropy(logits, label[:, 0].long())

@@ -1,0 +1,266 @@
+"""UNet: shapes on odd sizes, attention placement and count, depths, deep supervision, config."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from segattn.attention import SqueezeExcitation, available
+from segattn.nets import UNet
+
+SPATIAL = {1: (29,), 2: (33, 37), 3: (17, 19, 21)}
+TINY = (4, 8, 16)
+
+
+def tiny(spatial_dims: int = 2, **kwargs: object) -> UNet:
+    options: dict[str, object] = {"in_channels": 1, "num_classes": 3, "features": TINY}
+    options.update(kwargs)
+    return UNet(spatial_dims, **options)  # type: ignore[arg-type]
+
+
+def as_tensor(out: Tensor | list[Tensor]) -> Tensor:
+    assert isinstance(out, Tensor)
+    return out
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+@pytest.mark.parametrize("attention", [None, "scse"])
+def test_output_matches_odd_input_size(spatial_dims: int, attention: str | None) -> None:
+    net = tiny(spatial_dims, in_channels=2, attention=attention)
+    x = torch.randn(2, 2, *SPATIAL[spatial_dims])
+    for mode in (True, False):
+        net.train(mode)
+        out = as_tensor(net(x))
+        assert out.shape == (2, 3, *SPATIAL[spatial_dims])
+        assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("attention", available())
+def test_every_registered_attention_fits_every_block(attention: str, spatial_dims: int) -> None:
+    net = tiny(spatial_dims, attention=attention).eval()
+    modules = net.attention_modules()
+    assert len(modules) == 2 * len(TINY) - 1
+    assert not any(isinstance(m, nn.Identity) for m in modules.values())
+    x = torch.randn(1, 1, *SPATIAL[spatial_dims])
+    with torch.no_grad():
+        assert as_tensor(net(x)).shape == (1, 3, *SPATIAL[spatial_dims])
+
+
+@pytest.mark.parametrize(
+    ("positions", "expected"),
+    [
+        (("encoder",), 2),
+        (("bottleneck",), 1),
+        (("decoder",), 2),
+        (("encoder", "decoder"), 4),
+        ("bottleneck", 1),
+        ((), 0),
+    ],
+)
+def test_attention_positions_restrict_placement(positions: tuple[str, ...], expected: int) -> None:
+    net = tiny(attention="se", attention_positions=positions)
+    modules = net.attention_modules()
+    assert len(modules) == expected
+    for name in modules:
+        assert name.split("_")[0] in positions
+
+
+def test_no_attention_means_no_modules() -> None:
+    assert tiny().attention_modules() == {}
+    assert tiny(attention="none").attention_modules() == {}
+
+
+def test_attention_follows_each_block_in_forward_order_and_feeds_the_skip() -> None:
+    """Record every attention call: order, width and resolution match the scSE placement."""
+    calls: list[tuple[int, tuple[int, ...]]] = []
+
+    class Recorder(nn.Module):
+        def __init__(self, channels: int, spatial_dims: int = 2) -> None:
+            super().__init__()
+            self.channels = channels
+
+        def forward(self, x: Tensor) -> Tensor:
+            calls.append((x.shape[1], tuple(x.shape[2:])))
+            return x
+
+    net = tiny(attention=Recorder, features=(4, 8, 16, 32))
+    assert [m.channels for m in net.attention_modules().values()] == [4, 8, 16, 32, 16, 8, 4]
+    net(torch.randn(1, 1, 33, 37))  # padded to 40 x 40
+    assert calls == [
+        (4, (40, 40)),
+        (8, (20, 20)),
+        (16, (10, 10)),
+        (32, (5, 5)),
+        (16, (10, 10)),
+        (8, (20, 20)),
+        (4, (40, 40)),
+    ]
+
+    # The recalibrated tensor is the skip: zeroing the first encoder attention output changes the
+    # decoder's full-resolution input, even though pooling follows the attention.
+    class Zero(nn.Module):
+        def __init__(self, channels: int, spatial_dims: int = 2) -> None:
+            super().__init__()
+
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.zeros_like(x)
+
+    net = tiny(attention=Zero, attention_positions=("encoder",), features=(4, 8)).eval()
+    seen: list[Tensor] = []
+    net.decoder[-1].register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    net(torch.randn(1, 1, 8, 8))
+    skip_part = seen[0][:, 4:]  # concat order: [upsampled, skip]
+    assert torch.count_nonzero(skip_part) == 0
+
+
+@pytest.mark.parametrize("features", [(4, 8), (4, 8, 16), (4, 8, 16, 32)])
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_depths(features: tuple[int, ...], spatial_dims: int) -> None:
+    net = tiny(spatial_dims, features=features, attention="cse").eval()
+    assert len(net.encoder) == len(net.decoder) == len(features) - 1
+    assert len(net.attention_modules()) == 2 * len(features) - 1
+    assert net.size_divisor == 2 ** (len(features) - 1)
+    x = torch.randn(2, 1, *SPATIAL[spatial_dims])
+    with torch.no_grad():
+        assert as_tensor(net(x)).shape == (2, 3, *SPATIAL[spatial_dims])
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_deep_supervision_list_in_train_tensor_in_eval(spatial_dims: int) -> None:
+    features = (4, 8, 16, 32)
+    net = tiny(spatial_dims, features=features, deep_supervision=True)
+    spatial = SPATIAL[spatial_dims]
+    x = torch.randn(2, 1, *spatial)
+    outputs = net.train()(x)
+    assert isinstance(outputs, list)
+    assert len(outputs) == len(features) - 1
+    for level, out in enumerate(outputs):
+        expected = tuple(-(-s // 2**level) for s in spatial)
+        assert out.shape == (2, 3, *expected)
+    sum(o.square().mean() for o in outputs).backward()
+    for head in net.aux_heads:
+        assert head.weight.grad is not None
+    with torch.no_grad():
+        full = net.eval()(x)
+    assert isinstance(full, Tensor)
+    torch.testing.assert_close(full, net.train()(x)[0].detach())
+
+
+def test_deep_supervision_off_returns_tensor_in_train() -> None:
+    net = tiny().train()
+    assert isinstance(net(torch.randn(2, 1, 16, 16)), Tensor)
+    assert len(net.aux_heads) == 0
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_gradients_flow_to_every_parameter(spatial_dims: int) -> None:
+    net = tiny(spatial_dims, attention="scse").train()
+    x = torch.randn(1, 1, *SPATIAL[spatial_dims])
+    target = torch.randint(0, 3, (1, *SPATIAL[spatial_dims]))
+    loss = nn.functional.cross_entropy(as_tensor(net(x)), target)
+    loss.backward()
+    for name, param in net.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+        if "attention" not in name:
+            assert param.grad.abs().sum() > 0, name
+    # A single ReLU layer inside a gate may be dead for one sample; the gate as a whole is not.
+    for name, module in net.attention_modules().items():
+        assert sum(p.grad.abs().sum() for p in module.parameters() if p.grad is not None) > 0, name
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch", "group", "none", None])
+@pytest.mark.parametrize("act", ["relu", "leakyrelu", "prelu", "gelu"])
+def test_norm_and_act_choices(norm: str | None, act: str) -> None:
+    net = tiny(norm=norm, act=act, dropout=0.2)
+    out = as_tensor(net.train()(torch.randn(2, 1, 13, 11)))
+    assert out.shape == (2, 3, 13, 11)
+
+
+def test_config_is_json_and_rebuilds_the_same_network() -> None:
+    net = tiny(
+        3,
+        attention="scse",
+        attention_kwargs={"aggregation": "max", "reduction": 4},
+        attention_positions=("encoder", "decoder"),
+        norm="group",
+        dropout=0.1,
+        deep_supervision=True,
+    )
+    config = json.loads(json.dumps(net.config))
+    rebuilt = UNet(**config)
+    assert rebuilt.config == net.config
+    assert list(rebuilt.state_dict()) == list(net.state_dict())
+    for key, value in net.state_dict().items():
+        assert rebuilt.state_dict()[key].shape == value.shape
+    rebuilt.load_state_dict(net.state_dict())
+    x = torch.randn(1, 1, 9, 10, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(as_tensor(rebuilt.eval()(x)), as_tensor(net.eval()(x)))
+
+
+def test_config_is_a_copy() -> None:
+    net = tiny(attention="se", attention_kwargs={"reduction": 2})
+    config = net.config
+    config["attention_kwargs"]["reduction"] = 99
+    config["features"].append(64)
+    assert net.config["attention_kwargs"] == {"reduction": 2}
+    assert net.config["features"] == list(TINY)
+
+
+def test_class_and_partial_attention() -> None:
+    net = tiny(attention=functools.partial(SqueezeExcitation, reduction=1))
+    assert all(isinstance(m, SqueezeExcitation) for m in net.attention_modules().values())
+    assert [m.hidden for m in net.attention_modules().values()] == [4, 8, 16, 8, 4]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"spatial_dims": 4},
+        {"in_channels": 0},
+        {"num_classes": 0},
+        {"num_classes": 2.0},
+        {"features": ()},
+        {"features": (8, 0)},
+        {"features": "8,16"},
+        {"features": 16},
+        {"attention": "sqeeze"},
+        {"attention": "se", "attention_kwargs": {"reduction": 0}},
+        {"attention": "sqeeze", "attention_positions": ()},
+        {"attention_positions": ("encoder", "middle")},
+        {"attention_positions": "everywhere"},
+        {"norm": "layer"},
+        {"act": "tanhh"},
+        {"dropout": 1.0},
+        {"dropout": -0.1},
+        {"dropout": "0.1"},
+    ],
+)
+def test_bad_arguments_raise_value_error(kwargs: dict[str, object]) -> None:
+    options: dict[str, object] = {"spatial_dims": 2, "in_channels": 1, "num_classes": 2}
+    options.update(kwargs)
+    with pytest.raises(ValueError):
+        UNet(**options)  # type: ignore[arg-type]
+
+
+def test_attention_name_is_validated_even_when_no_position_uses_it() -> None:
+    assert tiny(attention="se", attention_positions=()).attention_modules() == {}
+    with pytest.raises(ValueError, match="did you mean 'se'"):
+        tiny(attention="sf", attention_positions=())
+
+
+def test_bad_attention_kwargs_type() -> None:
+    with pytest.raises(TypeError):
+        tiny(attention="se", attention_kwargs=[("reduction", 2)])
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 16, 16), (2, 1, 16, 16, 16), (2, 1, 16)])
+def test_wrong_input_raises_value_error(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="expected input"):
+        tiny()(torch.randn(*shape))
