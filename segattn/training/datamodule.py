@@ -299,7 +299,8 @@ class SegDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> MonaiDataLoader:
         if self._val is None:
             self.setup("validate")
-        return MonaiDataLoader(self._val,  # type: ignore[arg-type] batch_size=1, shuffle=False, num_workers=0)
+        val: Any = self._val
+        return MonaiDataLoader(val, batch_size=1, shuffle=False, num_workers=0)
 
 
 def _plain(x: Any) -> torch.Tensor:
