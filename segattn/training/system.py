@@ -46,7 +46,9 @@ class SegmentationSystem(pl.LightningModule):
         act: activation name.
         dropout: dropout probability in conv blocks.
         deep_supervision: add losses on lower decoder resolutions (weights halve per level).
-        loss: ``dice_ce`` (MONAI DiceCELoss, default), ``dice`` or ``ce``.
+        loss: ``dice_ce`` (MONAI DiceCELoss, default), ``dice`` or ``ce``. Dice terms are
+            batch Dice (summed over the whole batch, as nnU-Net does), so slices or patches
+            without a structure do not each pull its Dice to zero.
         optimizer: optimizer factory (``--model.optimizer AdamW --model.optimizer.lr 3e-3``).
         lr_scheduler: scheduler factory or ``None``; stepped once per epoch.
         data_meta: label names, preprocessing, mode, slice axis and patch size, linked from
@@ -99,9 +101,9 @@ class SegmentationSystem(pl.LightningModule):
         }
         self.net = UNet(**self.net_kwargs)
         if loss == "dice_ce":
-            self.loss_fn: nn.Module = DiceCELoss(to_onehot_y=True, softmax=True)
+            self.loss_fn: nn.Module = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
         elif loss == "dice":
-            self.loss_fn = DiceLoss(to_onehot_y=True, softmax=True)
+            self.loss_fn = DiceLoss(to_onehot_y=True, softmax=True, batch=True)
         elif loss == "ce":
             self.loss_fn = _CrossEntropy()
         else:
