@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -27,6 +28,8 @@ class SegattnCLI(LightningCLI):
 
 def run_training_cli(args: Sequence[str]) -> int:
     """``fit`` with ``args`` (``--config FILE``, ``--data.root DIR``, ``--trainer.*``, ...)."""
+    # we hand LightningCLI our own argv slice on purpose; its warning about sys.argv is noise
+    warnings.filterwarnings("ignore", ".*LightningCLI's args parameter.*")
     SegattnCLI(
         SegmentationSystem,
         SegDataModule,

@@ -262,16 +262,13 @@ class SegmentationSystem(pl.LightningModule):
             gathered = self.all_gather(dice)
             assert isinstance(gathered, Tensor)
             dice = gathered.reshape(-1, dice.shape[-1])
+        # every rank now holds the same values, so sync_dist only averages identical numbers
         per_label = _nanmean(dice, dim=0)
         for name, value in zip(self.label_names[1:], per_label.tolist()):
-            if not math.isnan(value):
-                self.log(f"{stage}/dice/{name}", value, sync_dist=False)
-        mean = (
-            _nanmean(per_label[~per_label.isnan()], dim=0)
-            if (~per_label.isnan()).any()
-            else per_label.new_tensor(0.0)
-        )
-        self.log(f"{stage}/mean_dice", mean, prog_bar=True, sync_dist=False)
+            if not math.isnan(value):  # absent from every case's label and prediction
+                self.log(f"{stage}/dice/{name}", value, sync_dist=True)
+        mean = _nanmean(per_label, dim=0).nan_to_num(0.0)
+        self.log(f"{stage}/mean_dice", mean, prog_bar=True, sync_dist=True)
         self._val_dice = []
 
 
