@@ -26,8 +26,8 @@ import torch
 
 from segattn.data.layout import check_labels
 from segattn.errors import InputFileError, SegattnError
+from segattn.fileio import atomic_path
 from segattn.inference.io import (
-    atomic_path,
     label_array,
     nifti_ending,
     read_label_map,

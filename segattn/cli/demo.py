@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -102,6 +99,7 @@ def run_demo(
 
     from segattn.data.phantoms import make_malc_dataset
     from segattn.evaluation import evaluate_folders
+    from segattn.fileio import copy_atomic
     from segattn.inference import Predictor
     from segattn.training import SegDataModule, SegmentationSystem
     from segattn.viz import save_overlay
@@ -156,7 +154,7 @@ def run_demo(
     )
     trainer.fit(system, datamodule=dm)
     best = checkpoint.best_model_path or checkpoint.last_model_path
-    _atomic_copy(Path(best), out / "model.ckpt")
+    copy_atomic(best, out / "model.ckpt")
 
     predictor = Predictor(out / "model.ckpt", device="auto", progress=progress)
     test_images = sorted((data_root / "imagesTs").glob("*.nii.gz"))
@@ -190,14 +188,3 @@ def run_demo(
         "overlay": overlay,
         "best_checkpoint": best,
     }
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}-", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -22,20 +22,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
-import tempfile
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segattn.errors import InputFileError, SegattnError
+from segattn.fileio import write_text_atomic
 
 if TYPE_CHECKING:
-    import nibabel as nib
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -244,35 +242,6 @@ def write_dataset_json(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
     return path
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_image_atomic(image: nib.Nifti1Image, path: str | Path) -> None:
-    """Save a NIfTI image through a hidden temporary file in the same folder, then rename it.
-
-    An interrupted save leaves at most a hidden ``.tmp-*`` file, never a truncated ``path``.
-    """
-    path = Path(path)
-    ending = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name[: -len(ending)]}{ending}")
-    try:
-        image.to_filename(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def split_cases(

@@ -6,13 +6,9 @@ with the path, so the command line can print one clear line per bad file.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import os
 import re
-import secrets
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -172,30 +168,6 @@ def label_image(
     out.header.set_qform(reference.header.get_qform(), code=int(reference.header["qform_code"]))
     out.header.set_sform(reference.header.get_sform(), code=int(reference.header["sform_code"]))
     return out
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``target``; move it onto ``target`` on success.
-
-    The temporary name keeps the target's ending (``.tmp-<pid>-<random>-CASE.nii.gz``) so writers
-    that look at the suffix (nibabel's gzip choice) behave the same. On an exception the temporary
-    file is removed and ``target`` is left untouched.
-    """
-    target = Path(target)
-    tmp = target.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{target.name}")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def save_atomic(img: nib.Nifti1Image, target: str | Path) -> None:
-    """``nib.save`` through :func:`atomic_path`."""
-    with atomic_path(target) as tmp:
-        nib.save(img, tmp)
 
 
 def _describe(err: BaseException) -> str:

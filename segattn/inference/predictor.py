@@ -36,9 +36,10 @@ from tqdm import tqdm
 
 from segattn.data.transforms import preprocess_transforms
 from segattn.errors import InputFileError, SegattnError
+from segattn.fileio import save_nifti_atomic
 from segattn.inference.checkpoint import CheckpointInfo, load_checkpoint
 from segattn.inference.inputs import InputCase, collect_cases
-from segattn.inference.io import channel_count, label_image, load_nifti_header, save_atomic
+from segattn.inference.io import channel_count, label_image, load_nifti_header
 from segattn.inference.volume import predict_volume
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ class Predictor:
             try:
                 _, img = self.predict_image(case.images)
                 try:
-                    save_atomic(img, target)
+                    save_nifti_atomic(img, target)
                 except OSError as err:
                     raise InputFileError(target, f"cannot write: {err.strerror or err}") from err
             except SegattnError as err:

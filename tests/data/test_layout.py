@@ -15,11 +15,11 @@ from segattn.data.layout import (
     case_name_from_image,
     check_labels,
     load_dataset,
-    save_image_atomic,
     split_cases,
     write_dataset_json,
 )
 from segattn.errors import InputFileError, SegattnError
+from segattn.fileio import save_nifti_atomic
 
 LABELS = {"background": 0, "edema": 1, "tumour": 2}
 
@@ -281,9 +281,9 @@ def test_case_name_from_image(path, ending, name):
     assert case_name_from_image(path, ending) == name
 
 
-def test_save_image_atomic(tmp_path):
+def test_save_nifti_atomic(tmp_path):
     path = tmp_path / "x.nii.gz"
-    save_image_atomic(nib.Nifti1Image(np.ones((2, 3, 4), np.uint8), np.eye(4)), path)
+    save_nifti_atomic(nib.Nifti1Image(np.ones((2, 3, 4), np.uint8), np.eye(4)), path)
     assert nib.load(path).shape == (2, 3, 4)
     assert [p.name for p in tmp_path.iterdir()] == ["x.nii.gz"]
 

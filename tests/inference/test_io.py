@@ -12,7 +12,6 @@ from inference_helpers import oblique_affine, save_image
 from segattn.errors import InputFileError
 from segattn.inference import collect_cases
 from segattn.inference.io import (
-    atomic_path,
     label_dtype,
     label_image,
     load_nifti_header,
@@ -97,19 +96,6 @@ def test_label_image_keeps_geometry_and_codes(tmp_path: Path) -> None:
 def test_label_dtype() -> None:
     assert label_dtype(2) is np.uint8 and label_dtype(256) is np.uint8
     assert label_dtype(257) is np.int16
-
-
-def test_atomic_path_cleans_up_on_failure(tmp_path: Path) -> None:
-    target = tmp_path / "CASE.nii.gz"
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
-        assert tmp.parent == tmp_path and tmp.name.startswith(".")
-        assert tmp.name.endswith("CASE.nii.gz")
-        tmp.write_bytes(b"partial")
-        raise RuntimeError("boom")
-    assert list(tmp_path.iterdir()) == []
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(b"done")
-    assert [p.name for p in tmp_path.iterdir()] == ["CASE.nii.gz"]
 
 
 @pytest.mark.parametrize(

@@ -27,10 +27,10 @@ from segattn.data.layout import (
     case_name_from_image,
     channel_file,
     load_dataset,
-    save_image_atomic,
     write_dataset_json,
 )
 from segattn.errors import InputFileError, SegattnError
+from segattn.fileio import save_nifti_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -274,8 +274,8 @@ def write_phantom_dataset(
         image, label, affine = make_case(case_seed)
         for folder in (out / f"images{subset}", out / f"labels{subset}"):
             folder.mkdir(parents=True, exist_ok=True)
-        save_image_atomic(to_nifti(image, affine), channel_file(out / f"images{subset}", name, 0))
-        save_image_atomic(to_nifti(label, affine), out / f"labels{subset}" / f"{name}.nii.gz")
+        save_nifti_atomic(to_nifti(image, affine), channel_file(out / f"images{subset}", name, 0))
+        save_nifti_atomic(to_nifti(label, affine), out / f"labels{subset}" / f"{name}.nii.gz")
     write_dataset_json(
         out,
         channel_names,
