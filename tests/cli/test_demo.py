@@ -11,22 +11,8 @@ from segattn.cli.main import main
 
 def test_demo_end_to_end_tiny(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
-    code = main(
-        [
-            "demo",
-            "--out",
-            str(out),
-            "--cases",
-            "5",
-            "--test-cases",
-            "1",
-            "--size",
-            "32",
-            "--epochs",
-            "1",
-            "--no-progress",
-        ]
-    )
+    tiny = ["--cases", "5", "--test-cases", "1", "--size", "32", "--epochs", "1"]
+    code = main(["demo", "--out", str(out), *tiny, "--no-progress"])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("mean Dice: ")
@@ -42,25 +28,7 @@ def test_demo_end_to_end_tiny(tmp_path: Path, capsys) -> None:
     meta = torch.load(out / "model.ckpt", map_location="cpu", weights_only=True)["segattn"]
     assert meta["net"]["kwargs"]["attention"] == "scse" and meta["slice_axis"] == 1
     # a second run reuses the generated data and overwrites its own outputs
-    assert (
-        main(
-            [
-                "demo",
-                "--out",
-                str(out),
-                "--cases",
-                "5",
-                "--test-cases",
-                "1",
-                "--size",
-                "32",
-                "--epochs",
-                "1",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(["demo", "--out", str(out), *tiny, "--no-progress"]) == 0
 
 
 def test_demo_rejects_too_few_cases(tmp_path: Path, capsys) -> None:

@@ -51,6 +51,40 @@ def test_train_2d_config_on_any_dataset(tiny_malc: Path, tmp_path: Path) -> None
     assert meta["slice_axis"] == 1
     metrics = list(tmp_path.rglob("metrics.csv"))
     assert metrics and "val/mean_dice" in metrics[0].read_text().splitlines()[0]
+    # the checkpoint LightningCLI wrote is all `segattn predict` needs
+    preds = tmp_path / "preds"
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(best),
+                "--input",
+                str(tiny_malc / "imagesTs"),
+                "--output",
+                str(preds),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert [p.name for p in preds.iterdir()] == ["malc_005.nii.gz"]
+    csv = tmp_path / "dice.csv"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--pred",
+                str(preds),
+                "--labels",
+                str(tiny_malc / "labelsTs"),
+                "--csv",
+                str(csv),
+            ]
+        )
+        == 0
+    )
+    assert csv.read_text().splitlines()[0] == "case,label,dice"
 
 
 def test_train_3d_config(tiny_malc: Path, tmp_path: Path) -> None:
