@@ -7,7 +7,7 @@ are left out of every mean and count.
 Example::
 
     result = evaluate_folders("predictions/", "Dataset/labelsTs/")
-    print(result.format_table())       # one row per structure, then "mean Dice: 0.xxx"
+    table = result.format_table()      # one row per structure, then "mean Dice: 0.xxx"
     result.write_csv("dice.csv")       # columns case,label,dice; "nan" when absent from both
 """
 

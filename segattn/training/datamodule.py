@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any, Literal
 
@@ -19,6 +19,8 @@ from segattn.errors import SegattnError
 from segattn.training.augment import augmentation_settings, random_transforms
 
 log = logging.getLogger(__name__)
+
+Transform = Callable[[dict[str, Any]], Any]
 
 SLICE_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 DEFAULT_CT_WINDOW = (-160.0, 240.0)
@@ -42,7 +44,9 @@ class SliceDataset(Dataset):
         transform: applied to ``{"image": (C, a, b), "label": (1, a, b)}``.
     """
 
-    def __init__(self, volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], axis: int, transform):  # type: ignore[no-untyped-def]
+    def __init__(
+        self, volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], axis: int, transform: Transform
+    ) -> None:
         self.volumes = list(volumes)
         self.axis = axis
         self.transform = transform
@@ -66,7 +70,9 @@ class SliceDataset(Dataset):
 class PatchDataset(Dataset):
     """3D samples: ``num_samples`` random patches per in-memory volume (a list per item)."""
 
-    def __init__(self, volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], transform):  # type: ignore[no-untyped-def]
+    def __init__(
+        self, volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], transform: Transform
+    ) -> None:
         self.volumes = list(volumes)
         self.transform = transform
 
@@ -216,7 +222,7 @@ class SegDataModule(pl.LightningDataModule):
     # -- Lightning hooks --
     def prepare_data(self) -> None:
         # Reading dataset.json validates the layout early, with a clear error.
-        load_dataset(self.root)
+        _ = self.dataset
 
     def setup(self, stage: str | None = None) -> None:
         if self._val is not None:

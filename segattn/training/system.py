@@ -8,6 +8,7 @@ every checkpoint what inference needs (``checkpoint["segattn"]``, see
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from monai.data import MetaTensor
 from monai.losses import DiceCELoss, DiceLoss
 from torch import Tensor, nn
 
+from segattn.data.transforms import normalize_preprocessing
 from segattn.inference.volume import predict_volume
 from segattn.metrics import dice_per_label
 from segattn.nets import UNet
@@ -86,20 +88,19 @@ class SegmentationSystem(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        self.net_kwargs: dict[str, Any] = {
-            "spatial_dims": int(spatial_dims),
-            "in_channels": int(in_channels),
-            "num_classes": int(num_classes),
-            "features": [int(f) for f in features],
-            "attention": attention,
-            "attention_kwargs": dict(attention_kwargs or {}),
-            "attention_positions": list(attention_positions),
-            "norm": norm,
-            "act": act,
-            "dropout": float(dropout),
-            "deep_supervision": bool(deep_supervision),
-        }
-        self.net = UNet(**self.net_kwargs)
+        self.net = UNet(
+            spatial_dims=int(spatial_dims),
+            in_channels=int(in_channels),
+            num_classes=int(num_classes),
+            features=[int(f) for f in features],
+            attention=attention,
+            attention_kwargs=dict(attention_kwargs or {}),
+            attention_positions=list(attention_positions),
+            norm=norm,
+            act=act,
+            dropout=float(dropout),
+            deep_supervision=bool(deep_supervision),
+        )
         if loss == "dice_ce":
             self.loss_fn: nn.Module = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
         elif loss == "dice":
@@ -111,11 +112,7 @@ class SegmentationSystem(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.data_meta = dict(data_meta or {})
-        labels = self.data_meta.get("labels") or {}
-        names = [n for n, _ in sorted(labels.items(), key=lambda kv: kv[1])]
-        if len(names) != num_classes:
-            names = ["background"] + [f"label_{i}" for i in range(1, num_classes)]
-        self.label_names = names
+        self._checkpoint_meta = self._build_checkpoint_meta()
         self.slice_batch = int(slice_batch)
         self.sw_batch_size = int(sw_batch_size)
         self.overlap = float(overlap)
@@ -172,26 +169,33 @@ class SegmentationSystem(pl.LightningModule):
         checkpoint["segattn"] = self.inference_meta()
 
     # -- helpers --
+    @property
+    def label_names(self) -> list[str]:
+        """Structure names by class index, background first."""
+        return list(self._checkpoint_meta["labels"])
+
     def inference_meta(self) -> dict[str, Any]:
         """Everything :class:`segattn.inference.Predictor` needs, in plain JSON types."""
+        return copy.deepcopy(self._checkpoint_meta)
+
+    def _build_checkpoint_meta(self) -> dict[str, Any]:
         meta = self.data_meta
-        kwargs = {**self.net_kwargs, "deep_supervision": False}
+        net = self.net.config
+        net["deep_supervision"] = False  # inference needs only the full-resolution head
+        labels = meta.get("labels") or {}
+        names = [n for n, _ in sorted(labels.items(), key=lambda kv: kv[1])]
+        if len(names) != self.net.num_classes:
+            names = ["background"] + [f"label_{i}" for i in range(1, self.net.num_classes)]
+        is_2d = self.net.spatial_dims == 2
+        channels = range(self.net.in_channels)
         return {
             "version": CHECKPOINT_FORMAT_VERSION,
-            "net": {"name": "unet", "kwargs": kwargs},
-            "labels": {name: i for i, name in enumerate(self.label_names)},
-            "channel_names": meta.get("channel_names")
-            or {str(i): f"channel_{i}" for i in range(self.net_kwargs["in_channels"])},
-            "preprocessing": meta.get("preprocessing")
-            or {
-                "orientation": "RAS",
-                "spacing": None,
-                "intensity": {"kind": "zscore", "nonzero": False},
-            },
-            "mode": meta.get("mode") or ("2d" if self.net_kwargs["spatial_dims"] == 2 else "3d"),
-            "slice_axis": meta.get(
-                "slice_axis", 1 if self.net_kwargs["spatial_dims"] == 2 else None
-            ),
+            "net": {"name": "unet", "kwargs": net},
+            "labels": {name: i for i, name in enumerate(names)},
+            "channel_names": meta.get("channel_names") or {str(i): f"ch{i}" for i in channels},
+            "preprocessing": normalize_preprocessing(meta.get("preprocessing")),
+            "mode": meta.get("mode") or ("2d" if is_2d else "3d"),
+            "slice_axis": meta.get("slice_axis", 1 if is_2d else None),
             "patch_size": meta.get("patch_size"),
         }
 
@@ -211,7 +215,7 @@ class SegmentationSystem(pl.LightningModule):
                 batch_size=image.shape[0],
             )
             return loss
-        meta = self.inference_meta()
+        meta = self._checkpoint_meta
         losses, dices = [], []
         for i in range(image.shape[0]):
             logits = predict_volume(
@@ -225,9 +229,7 @@ class SegmentationSystem(pl.LightningModule):
                 overlap=self.overlap,
             )
             losses.append(self.loss_fn(logits[None], label[i][None]))
-            dices.append(
-                dice_per_label(logits.argmax(0), label[i][0], self.net_kwargs["num_classes"])
-            )
+            dices.append(dice_per_label(logits.argmax(0), label[i][0], self.net.num_classes))
         loss = torch.stack(losses).mean()
         self._val_dice.extend(dices)
         self.log(
