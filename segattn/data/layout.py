@@ -136,18 +136,44 @@ def check_labels(labels: Mapping[str, Any]) -> dict[str, int]:
     return dict(sorted(checked.items(), key=lambda item: item[1]))
 
 
+NIFTI_ENDINGS = (".nii.gz", ".nii")
+
+
+def nifti_ending(path: str | Path) -> str | None:
+    """``".nii.gz"`` or ``".nii"`` (case-insensitive match, returned lower case), else None."""
+    name = Path(path).name.lower()
+    for ending in NIFTI_ENDINGS:
+        if name.endswith(ending) and len(name) > len(ending):
+            return ending
+    return None
+
+
+def strip_nifti_ending(path: str | Path) -> str:
+    """File name without ``.nii``/``.nii.gz``: ``"dir/CASE_0000.nii.gz"`` -> ``"CASE_0000"``."""
+    name = Path(path).name
+    ending = nifti_ending(name)
+    return name[: -len(ending)] if ending else name
+
+
+def split_channel_suffix(stem: str) -> tuple[str, int | None]:
+    """``"CASE_0001"`` -> ``("CASE", 1)``; a stem without a 4-digit suffix -> ``(stem, None)``."""
+    match = _CHANNEL_SUFFIX.match(stem)
+    if match is None:
+        return stem, None
+    return match["case"], int(match["channel"])
+
+
 def case_name_from_image(path: str | Path, file_ending: str = ".nii.gz") -> str:
     """Case name of an image file: the file ending and nnU-Net's ``_0000`` channel suffix removed.
 
     ``brain_0000.nii.gz`` -> ``brain``; ``1000_3.nii.gz`` -> ``1000_3`` (not a 4-digit suffix).
     """
     name = Path(path).name
-    for ending in (file_ending, ".nii.gz", ".nii"):
-        if ending and name.endswith(ending):
-            name = name[: -len(ending)]
-            break
-    match = _CHANNEL_SUFFIX.match(name)
-    return match["case"] if match else name
+    if file_ending and name.endswith(file_ending):
+        name = name[: -len(file_ending)]
+    else:
+        name = strip_nifti_ending(name)
+    return split_channel_suffix(name)[0]
 
 
 def channel_file(folder: str | Path, case: str, channel: int, file_ending: str = ".nii.gz") -> Path:
@@ -350,18 +376,17 @@ def _scan_cases(
     for path in sorted(images_dir.iterdir()):
         if path.name.startswith(".") or not path.name.endswith(file_ending):
             continue
-        match = _CHANNEL_SUFFIX.match(path.name[: -len(file_ending)])
-        if match is None:
+        case, channel = split_channel_suffix(path.name[: -len(file_ending)])
+        if channel is None:
             raise InputFileError(
                 path, f"image name lacks the channel suffix (nnU-Net: CASE_0000{file_ending})"
             )
-        channel = int(match["channel"])
         if channel >= len(channel_names):
             raise InputFileError(
                 path,
                 f"channel {channel}, but dataset.json declares {len(channel_names)} channel(s)",
             )
-        found.setdefault(match["case"], set()).add(channel)
+        found.setdefault(case, set()).add(channel)
     if labels_dir.is_dir() and required:
         for path in labels_dir.iterdir():
             if not path.name.startswith(".") and path.name.endswith(file_ending):

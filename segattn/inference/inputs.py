@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segattn.errors import InputFileError
-from segattn.inference.io import list_nifti, nifti_ending, split_channel_suffix, strip_nifti_ending
+from segattn.inference.io import (
+    list_nifti,
+    nifti_ending,
+    output_name,
+    split_channel_suffix,
+    strip_nifti_ending,
+)
 
 
 @dataclass(frozen=True)
@@ -142,8 +148,5 @@ def _group(files: Sequence[Path], in_channels: int) -> tuple[list[InputCase], li
 
 
 def _single(path: Path) -> InputCase:
-    stem = strip_nifti_ending(path)
-    case, channel = split_channel_suffix(stem)
-    name = case if channel == 0 else stem
-    ending = nifti_ending(path) or ".nii.gz"
-    return InputCase(name=name, images=(path,), output_name=name + ending)
+    out = output_name(path)
+    return InputCase(name=strip_nifti_ending(out), images=(path,), output_name=out)

@@ -7,43 +7,19 @@ with the path, so the command line can print one clear line per bad file.
 from __future__ import annotations
 
 import gzip
-import re
 import zlib
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from segattn.data.layout import (  # noqa: F401 (re-exported for inference callers)
+    NIFTI_ENDINGS,
+    nifti_ending,
+    split_channel_suffix,
+    strip_nifti_ending,
+)
 from segattn.errors import InputFileError
-
-NIFTI_ENDINGS = (".nii.gz", ".nii")
-
-# nnU-Net names channel files CASE_0000, CASE_0001, ...
-_CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-
-
-def nifti_ending(path: str | Path) -> str | None:
-    """``".nii.gz"`` or ``".nii"`` (case-insensitive match, returned lower case), else None."""
-    name = Path(path).name.lower()
-    for ending in NIFTI_ENDINGS:
-        if name.endswith(ending) and len(name) > len(ending):
-            return ending
-    return None
-
-
-def strip_nifti_ending(path: str | Path) -> str:
-    """File name without ``.nii``/``.nii.gz``: ``"dir/CASE_0000.nii.gz"`` -> ``"CASE_0000"``."""
-    name = Path(path).name
-    ending = nifti_ending(name)
-    return name[: -len(ending)] if ending else name
-
-
-def split_channel_suffix(stem: str) -> tuple[str, int | None]:
-    """``"CASE_0001"`` -> ``("CASE", 1)``; a stem without a 4-digit suffix -> ``(stem, None)``."""
-    match = _CHANNEL_SUFFIX.match(stem)
-    if match is None:
-        return stem, None
-    return match["case"], int(match["channel"])
 
 
 def output_name(path: str | Path) -> str:
