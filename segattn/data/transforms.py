@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from monai.transforms import (
     Compose,
     EnsureChannelFirstd,
@@ -34,6 +35,15 @@ DEFAULT_PREPROCESSING: dict[str, Any] = {
     "spacing": None,
     "intensity": {"kind": "zscore", "nonzero": False},
 }
+
+
+def plain_tensor(x: Any) -> torch.Tensor:
+    """``x`` as a plain ``torch.Tensor``: MONAI ``MetaTensor`` metadata dropped, no copy.
+
+    Metadata must not leak into logged metrics or checkpoints (it does not unpickle with
+    ``weights_only=True``) or slow down the training loop.
+    """
+    return torch.as_tensor(x).as_subclass(torch.Tensor)
 
 
 def normalize_preprocessing(settings: dict[str, Any] | None) -> dict[str, Any]:

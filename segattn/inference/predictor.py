@@ -34,7 +34,7 @@ from monai.transforms import Compose, Invertd
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from segattn.data.transforms import preprocess_transforms
+from segattn.data.transforms import plain_tensor, preprocess_transforms
 from segattn.errors import InputFileError, SegattnError
 from segattn.fileio import save_nifti_atomic
 from segattn.inference.checkpoint import CheckpointInfo, load_checkpoint
@@ -304,7 +304,7 @@ class Predictor:
         validation uses during training.
         """
         info = model.info
-        x = torch.as_tensor(image).as_subclass(Tensor).float().to(self.device)
+        x = plain_tensor(image).float().to(self.device)
         amp = (
             torch.autocast("cuda", dtype=torch.float16)
             if self.device.type == "cuda"
@@ -343,7 +343,7 @@ class Predictor:
             keys="pred", transform=chain, orig_keys="image", nearest_interp=not interpolate
         )
         out = inverse({"image": image, "pred": meta_pred})["pred"]
-        return torch.as_tensor(out).as_subclass(Tensor)
+        return plain_tensor(out)
 
 
 def _resolve_device(device: str) -> torch.device:

@@ -9,12 +9,12 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from monai.data import CacheDataset, MetaTensor
+from monai.data import CacheDataset
 from monai.data import DataLoader as MonaiDataLoader
 from torch.utils.data import Dataset
 
 from segattn.data.layout import Case, DatasetInfo, load_dataset, split_cases
-from segattn.data.transforms import normalize_preprocessing, preprocess_transforms
+from segattn.data.transforms import normalize_preprocessing, plain_tensor, preprocess_transforms
 from segattn.errors import SegattnError
 from segattn.training.augment import augmentation_settings, random_transforms
 
@@ -272,8 +272,8 @@ class SegDataModule(pl.LightningDataModule):
         )
         out = []
         for case, item in zip(cases, ds):  # type: ignore[call-overload]
-            image = _plain(item["image"]).float().contiguous()
-            label = _plain(item["label"]).round().to(torch.uint8).contiguous()
+            image = plain_tensor(item["image"]).float().contiguous()
+            label = plain_tensor(item["label"]).round().to(torch.uint8).contiguous()
             if image.shape[1:] != label.shape[1:]:
                 raise SegattnError(
                     f"{case.label}: label grid {tuple(label.shape[1:])} differs from image grid "
@@ -307,10 +307,6 @@ class SegDataModule(pl.LightningDataModule):
             self.setup("validate")
         val: Any = self._val
         return MonaiDataLoader(val, batch_size=1, shuffle=False, num_workers=0)
-
-
-def _plain(x: Any) -> torch.Tensor:
-    return x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
 
 
 def _largest_slice(volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], axis: int) -> list[int]:

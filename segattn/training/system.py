@@ -16,11 +16,10 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from monai.data import MetaTensor
 from monai.losses import DiceCELoss, DiceLoss
 from torch import Tensor, nn
 
-from segattn.data.transforms import normalize_preprocessing
+from segattn.data.transforms import normalize_preprocessing, plain_tensor
 from segattn.inference.volume import predict_volume
 from segattn.metrics import dice_per_label
 from segattn.nets import UNet
@@ -201,8 +200,8 @@ class SegmentationSystem(pl.LightningModule):
 
     def _shared_step(self, batch: dict[str, Any], stage: str) -> Tensor:
         # plain tensors: MONAI MetaTensors would leak into logged metrics and checkpoints
-        image = _plain(batch["image"]).float()
-        label = _plain(batch["label"]).long()
+        image = plain_tensor(batch["image"]).float()
+        label = plain_tensor(batch["label"]).long()
         if stage == "train":
             out = self.net(image)
             loss = self._loss(out, label)
@@ -272,10 +271,6 @@ class SegmentationSystem(pl.LightningModule):
         mean = _nanmean(per_label, dim=0).nan_to_num(0.0)
         self.log(f"{stage}/mean_dice", mean, prog_bar=True, sync_dist=True)
         self._val_dice = []
-
-
-def _plain(x: Any) -> Tensor:
-    return x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
 
 
 def _nanmean(x: Tensor, dim: int) -> Tensor:
