@@ -12,17 +12,26 @@ import that file below; ``available()`` then lists it and the registry-driven te
 
 from __future__ import annotations
 
-from segattn.attention.registry import AttentionSpec, available, create, register
+from segattn.attention.registry import (
+    AttentionInfo,
+    AttentionSpec,
+    available,
+    create,
+    info,
+    register,
+)
 from segattn.attention.scse import ChannelSpatialSqueezeExcitation
 from segattn.attention.spatial_se import SpatialSqueezeExcitation
 from segattn.attention.squeeze_excitation import SqueezeExcitation
 
 __all__ = [
+    "AttentionInfo",
     "AttentionSpec",
     "ChannelSpatialSqueezeExcitation",
     "SpatialSqueezeExcitation",
     "SqueezeExcitation",
     "available",
     "create",
+    "info",
     "register",
 ]

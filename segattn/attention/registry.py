@@ -24,27 +24,49 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torch import nn
 
-__all__ = ["AttentionSpec", "available", "create", "register"]
+__all__ = ["AttentionInfo", "AttentionSpec", "available", "create", "info", "register"]
 
 T = TypeVar("T", bound=type[nn.Module])
 
 #: What ``create`` accepts as ``name``: a registered name, ``None``, a class or a partial.
 AttentionSpec = str | type[nn.Module] | functools.partial | None
 
-_REGISTRY: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {}
+@dataclass(frozen=True)
+class AttentionInfo:
+    """What the registry knows about one name (shown by ``segattn modules``).
+
+    Attributes:
+        name: registry name.
+        cls: the module class.
+        defaults: options applied before the caller's.
+        paper: short citation, e.g. ``"Woo et al., ECCV 2018"``.
+        url: the paper's link (arXiv where there is one).
+    """
+
+    name: str
+    cls: type[nn.Module]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    paper: str = ""
+    url: str = ""
+
+
+_REGISTRY: dict[str, AttentionInfo] = {}
 _NONE_NAMES = ("none",)
 
 
-def register(name: str, **defaults: Any) -> Callable[[T], T]:
+def register(name: str, *, paper: str = "", url: str = "", **defaults: Any) -> Callable[[T], T]:
     """Class decorator that registers an attention module under ``name``.
 
     Args:
         name: registry name, stored lower-case; must not be taken yet.
+        paper: short citation (authors, venue, year) listed by ``segattn modules``.
+        url: link to the paper (arXiv where there is one).
         **defaults: keyword arguments applied before the caller's own, so one class can be
             registered under several names with different defaults.
 
@@ -56,7 +78,7 @@ def register(name: str, **defaults: Any) -> Callable[[T], T]:
 
     Example::
 
-        @register("my_gate")
+        @register("my_gate", paper="Doe et al., MICCAI 2030", url="https://arxiv.org/abs/...")
         class MyGate(nn.Module):
             def __init__(self, channels: int, spatial_dims: int = 2) -> None: ...
 
@@ -68,12 +90,12 @@ def register(name: str, **defaults: Any) -> Callable[[T], T]:
 
     def decorator(cls: T) -> T:
         if key in _REGISTRY:
-            taken = _REGISTRY[key][0]
+            taken = _REGISTRY[key].cls
             raise ValueError(
                 f"attention name {key!r} is already registered to "
                 f"{taken.__module__}.{taken.__qualname__}"
             )
-        _REGISTRY[key] = (cls, dict(defaults))
+        _REGISTRY[key] = AttentionInfo(key, cls, dict(defaults), paper, url)
         return cls
 
     return decorator
@@ -94,6 +116,18 @@ def _check_options(name: str, cls: type, kwargs: dict[str, Any]) -> None:
 def available() -> list[str]:
     """Sorted list of registered attention names (``"none"`` is always accepted too)."""
     return sorted(_REGISTRY)
+
+
+def info(name: str) -> AttentionInfo:
+    """The registry entry of ``name`` (class, defaults, paper).
+
+    Raises:
+        ValueError: unknown name.
+    """
+    key = str(name).strip().lower()
+    if key not in _REGISTRY:
+        raise ValueError(_unknown_name_message(str(name)))
+    return _REGISTRY[key]
 
 
 def create(name: AttentionSpec, channels: int, spatial_dims: int = 2, **kwargs: Any) -> nn.Module:
@@ -129,9 +163,11 @@ def create(name: AttentionSpec, channels: int, spatial_dims: int = 2, **kwargs: 
             return nn.Identity()
         if key not in _REGISTRY:
             raise ValueError(_unknown_name_message(name))
-        cls, defaults = _REGISTRY[key]
-        _check_options(key, cls, kwargs)
-        return cls(channels=channels, spatial_dims=spatial_dims, **{**defaults, **kwargs})
+        entry = _REGISTRY[key]
+        _check_options(key, entry.cls, kwargs)
+        return entry.cls(
+            channels=channels, spatial_dims=spatial_dims, **{**entry.defaults, **kwargs}
+        )
     if isinstance(name, functools.partial) or (
         isinstance(name, type) and issubclass(name, nn.Module)
     ):

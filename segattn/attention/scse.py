@@ -32,7 +32,7 @@ __all__ = ["AGGREGATIONS", "ChannelSpatialSqueezeExcitation"]
 AGGREGATIONS = ("add", "max", "mul")
 
 
-@register("scse")
+@register("scse", paper="Roy et al., MICCAI 2018", url="https://arxiv.org/abs/1803.02579")
 class ChannelSpatialSqueezeExcitation(nn.Module):
     """Concurrent channel (cSE) and spatial (sSE) recalibration, 1D/2D/3D.
 

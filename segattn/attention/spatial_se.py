@@ -26,7 +26,7 @@ from segattn.layers import check_positive_int, conv_type
 __all__ = ["SpatialSqueezeExcitation"]
 
 
-@register("sse")
+@register("sse", paper="Roy et al., MICCAI 2018", url="https://arxiv.org/abs/1803.02579")
 class SpatialSqueezeExcitation(nn.Module):
     """Spatial squeeze-and-excitation for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.
 

@@ -31,8 +31,13 @@ from segattn.layers import act_layer, check_spatial_dims, hidden_channels, reduc
 __all__ = ["SqueezeExcitation"]
 
 
-@register("cse", reduction=2)
-@register("se")
+@register(
+    "cse",
+    paper="Roy et al., MICCAI 2018",
+    url="https://arxiv.org/abs/1803.02579",
+    reduction=2,
+)
+@register("se", paper="Hu et al., CVPR 2018", url="https://arxiv.org/abs/1709.01507")
 class SqueezeExcitation(nn.Module):
     """Channel squeeze-and-excitation for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.
 
