@@ -12,6 +12,17 @@ import that file below; ``available()`` then lists it and the registry-driven te
 
 from __future__ import annotations
 
+from segattn.attention.bam import BottleneckAttention
+from segattn.attention.bilinear import BilinearAttention
+from segattn.attention.cbam import ConvolutionalBlockAttention
+from segattn.attention.coordinate import CoordinateAttention
+from segattn.attention.dia import DenseImplicitAttention, DIACell
+from segattn.attention.eca import EfficientChannelAttention
+from segattn.attention.encoding import ContextEncoding
+from segattn.attention.fca import FrequencyChannelAttention
+from segattn.attention.gct import GatedChannelTransform
+from segattn.attention.gsop import GlobalSecondOrderPooling
+from segattn.attention.project_excite import ProjectExcite
 from segattn.attention.registry import (
     AttentionInfo,
     AttentionSpec,
@@ -21,15 +32,33 @@ from segattn.attention.registry import (
     register,
 )
 from segattn.attention.scse import ChannelSpatialSqueezeExcitation
+from segattn.attention.selective_kernel import SelectiveKernel
+from segattn.attention.soca import SecondOrderChannelAttention
 from segattn.attention.spatial_se import SpatialSqueezeExcitation
 from segattn.attention.squeeze_excitation import SqueezeExcitation
+from segattn.attention.srm import StyleRecalibration
 
 __all__ = [
     "AttentionInfo",
     "AttentionSpec",
+    "BilinearAttention",
+    "BottleneckAttention",
     "ChannelSpatialSqueezeExcitation",
+    "ContextEncoding",
+    "ConvolutionalBlockAttention",
+    "CoordinateAttention",
+    "DIACell",
+    "DenseImplicitAttention",
+    "EfficientChannelAttention",
+    "FrequencyChannelAttention",
+    "GatedChannelTransform",
+    "GlobalSecondOrderPooling",
+    "ProjectExcite",
+    "SecondOrderChannelAttention",
+    "SelectiveKernel",
     "SpatialSqueezeExcitation",
     "SqueezeExcitation",
+    "StyleRecalibration",
     "available",
     "create",
     "info",

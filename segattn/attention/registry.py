@@ -24,8 +24,8 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from torch import nn
@@ -36,6 +36,7 @@ T = TypeVar("T", bound=type[nn.Module])
 
 #: What ``create`` accepts as ``name``: a registered name, ``None``, a class or a partial.
 AttentionSpec = str | type[nn.Module] | functools.partial | None
+
 
 @dataclass(frozen=True)
 class AttentionInfo:

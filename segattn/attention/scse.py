@@ -72,6 +72,13 @@ class ChannelSpatialSqueezeExcitation(nn.Module):
                 f"aggregation must be one of {list(AGGREGATIONS)}, got {aggregation!r}"
             )
         self.aggregation = aggregation
+        # factor applied to x: g_c + g_s for "add", g_c * g_s for "mul"; "max" picks a branch
+        self.gate_range = (0.0, 2.0) if aggregation == "add" else (0.0, 1.0)
+        self.gate_note = {
+            "add": "x*g_c + x*g_s",
+            "max": "max(x*g_c, x*g_s)",
+            "mul": "x*g_c*g_s",
+        }[aggregation]
         self.cse = SqueezeExcitation(
             channels, spatial_dims, reduction=reduction, min_channels=min_channels, act=act
         )

@@ -8,6 +8,12 @@ https://arxiv.org/abs/1709.01507 (reduction 16).
 https://arxiv.org/abs/1803.02579 -- the same math; the authors' code uses reduction 2, so ``cse``
 is this class registered with ``reduction=2``.
 
+``rcan``: the channel attention (``CALayer``) of Zhang et al., "Image Super-Resolution Using Very
+Deep Residual Channel Attention Networks", ECCV 2018, https://arxiv.org/abs/1807.02758 -- SE with
+reduction 16 written with 1x1 convolutions with biases; a 1x1 convolution on the pooled
+``(N, C, 1, ..., 1)`` tensor is a linear layer, so ``rcan`` is this class registered once more
+(weights stored as ``(h, C)`` instead of RCAN's ``(h, C, 1, 1)``; reshape to load them).
+
 Math: ``x * sigmoid(W2 act(W1 GAP(x) + b1) + b2)`` with ``GAP`` the mean over all spatial axes,
 ``W1: C -> h`` and ``W2: h -> C``.
 
@@ -37,6 +43,7 @@ __all__ = ["SqueezeExcitation"]
     url="https://arxiv.org/abs/1803.02579",
     reduction=2,
 )
+@register("rcan", paper="Zhang et al., ECCV 2018", url="https://arxiv.org/abs/1807.02758")
 @register("se", paper="Hu et al., CVPR 2018", url="https://arxiv.org/abs/1709.01507")
 class SqueezeExcitation(nn.Module):
     """Channel squeeze-and-excitation for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.

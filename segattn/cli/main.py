@@ -21,6 +21,7 @@ COMMANDS = {
     "train": "segattn.cli.train",
     "predict": "segattn.cli.predict",
     "evaluate": "segattn.cli.evaluate",
+    "modules": "segattn.cli.modules",
 }
 
 

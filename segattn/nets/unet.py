@@ -9,14 +9,15 @@ decoder block, before pooling/upsampling; the recalibrated tensor is also the sk
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segattn.attention import AttentionSpec, create
+from segattn.attention import AttentionSpec, create, info
 from segattn.layers import (
     check_positive_int,
     check_spatial_dims,
@@ -42,6 +43,15 @@ class UNet(nn.Module):
 
     Inputs of any size work: they are padded (replicate) at the far end of each spatial axis to a
     multiple of ``2**(L - 1)`` and the outputs are cropped back.
+
+    Shared attention state: an attention class may define a classmethod
+    ``shared_group(channels, spatial_dims, **options) -> nn.Module`` and accept ``shared=`` in
+    ``__init__`` (e.g. ``dia``, whose modules of one stage share one recurrent cell). The U-Net
+    then builds one such object per level -- shared by the encoder and decoder modules of that
+    width; the bottleneck has its own -- passes it to those modules, and calls its
+    ``reset_state()`` at the start and the end of every forward pass, so no state crosses batches
+    and none is left holding the autograd graph. Shared parameters appear once in
+    ``parameters()``; in ``state_dict()`` they appear under every module that uses them.
 
     Args:
         spatial_dims: 1, 2 or 3.
@@ -130,10 +140,20 @@ class UNet(nn.Module):
         def block(c_in: int, c_out: int) -> ConvBlock:
             return ConvBlock(spatial_dims, c_in, c_out, norm=norm, act=act, dropout=dropout)
 
-        def attend(position: str, width: int) -> nn.Module:
+        shared_factory = _shared_group_factory(attention, spatial_dims, attention_kwargs)
+        # level index -> the object shared by that level's attention modules (see the docstring);
+        # a plain dict, not a ModuleDict: the attention modules using it register it already
+        self._shared_groups: dict[int, Any] = {}
+
+        def attend(position: str, width: int, level: int) -> nn.Module:
             if position not in attention_positions:
                 return nn.Identity()
-            return create(attention, width, spatial_dims, **attention_kwargs)
+            if shared_factory is None:
+                return create(attention, width, spatial_dims, **attention_kwargs)
+            if level not in self._shared_groups:
+                self._shared_groups[level] = shared_factory(width)
+            shared = self._shared_groups[level]
+            return create(attention, width, spatial_dims, **attention_kwargs, shared=shared)
 
         if attention is not None and not attention_positions:
             create(attention, widths[0], spatial_dims, **attention_kwargs)  # validate only
@@ -142,13 +162,13 @@ class UNet(nn.Module):
         self.encoder = nn.ModuleList()
         self.encoder_attention = nn.ModuleList()
         c_in = in_channels
-        for width in skip_widths:
+        for level, width in enumerate(skip_widths):
             self.encoder.append(block(c_in, width))
-            self.encoder_attention.append(attend("encoder", width))
+            self.encoder_attention.append(attend("encoder", width, level))
             c_in = width
         self.pool = max_pool_type(spatial_dims)(kernel_size=2, stride=2)
         self.bottleneck = block(c_in, widths[-1])
-        self.bottleneck_attention = attend("bottleneck", widths[-1])
+        self.bottleneck_attention = attend("bottleneck", widths[-1], len(skip_widths))
 
         # Decoder lists run from the deepest level (index 0) to full resolution (index -1).
         self.upsample = nn.ModuleList()
@@ -156,10 +176,11 @@ class UNet(nn.Module):
         self.decoder_attention = nn.ModuleList()
         up_type = conv_transpose_type(spatial_dims)
         c_in = widths[-1]
-        for width in reversed(skip_widths):
+        for level in reversed(range(len(skip_widths))):
+            width = skip_widths[level]
             self.upsample.append(up_type(c_in, width, kernel_size=2, stride=2))
             self.decoder.append(block(2 * width, width))
-            self.decoder_attention.append(attend("decoder", width))
+            self.decoder_attention.append(attend("decoder", width, level))
             c_in = width
 
         head_type = conv_type(spatial_dims)
@@ -206,6 +227,18 @@ class UNet(nn.Module):
                 f"expected input (N, {self.in_channels}, <{self.spatial_dims} spatial axes>), "
                 f"got {tuple(x.shape)}"
             )
+        self.reset_attention_state()
+        try:
+            return self._forward(x)
+        finally:
+            self.reset_attention_state()
+
+    def reset_attention_state(self) -> None:
+        """Reset the state of shared attention objects (done by ``forward`` itself)."""
+        for group in self._shared_groups.values():
+            group.reset_state()
+
+    def _forward(self, x: Tensor) -> Tensor | list[Tensor]:
         spatial = tuple(x.shape[2:])
         x = self._pad(x)
 
@@ -243,3 +276,34 @@ class UNet(nn.Module):
         """Crop ``x`` to ``ceil(s / factor)`` along every spatial axis."""
         keep = tuple(slice(0, -(-s // factor)) for s in spatial)
         return x[(slice(None), slice(None)) + keep]
+
+
+def _shared_group_factory(
+    attention: AttentionSpec, spatial_dims: int, attention_kwargs: Mapping[str, Any]
+) -> Callable[[int], nn.Module] | None:
+    """``width -> shared object`` when the attention class has a ``shared_group`` hook, else None.
+
+    The hook receives the same options as the modules (registry defaults, a partial's keywords,
+    then ``attention_kwargs``).
+    """
+    cls: Any = attention
+    options: dict[str, Any] = {}
+    if isinstance(attention, str):
+        if attention.strip().lower() in ("", "none"):
+            return None
+        entry = info(attention)
+        cls, options = entry.cls, dict(entry.defaults)
+    elif isinstance(attention, functools.partial):
+        cls, options = attention.func, dict(attention.keywords)
+    hook = getattr(cls, "shared_group", None)
+    if not callable(hook):
+        return None
+    options.update(attention_kwargs)
+
+    def make(width: int) -> nn.Module:
+        group = hook(width, spatial_dims, **options)
+        if not callable(getattr(group, "reset_state", None)):
+            raise TypeError(f"{cls!r}.shared_group() returned an object without reset_state()")
+        return group
+
+    return make

@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from monai.losses import DiceCELoss, DiceLoss
 from torch import Tensor, nn
 
+from segattn.attention import ContextEncoding
 from segattn.data.transforms import normalize_preprocessing, plain_tensor
 from segattn.inference.volume import predict_volume
 from segattn.metrics import dice_per_label
@@ -57,6 +58,9 @@ class SegmentationSystem(pl.LightningModule):
         slice_batch: slices per forward pass when validating in 2D.
         sw_batch_size: windows per forward pass when validating in 3D.
         overlap: sliding-window overlap when validating in 3D.
+        se_loss_weight: weight of EncNet's semantic-encoding loss (0 disables it; EncNet uses
+            0.2). Needs ``attention="enc"`` at the bottleneck. ``train/se_loss`` logs the term,
+            ``train/loss`` the total that is optimised. See :meth:`se_loss`.
 
     Example:
         >>> system = SegmentationSystem(spatial_dims=2, num_classes=3, features=[8, 16])
@@ -84,6 +88,7 @@ class SegmentationSystem(pl.LightningModule):
         slice_batch: int = 16,
         sw_batch_size: int = 4,
         overlap: float = 0.5,
+        se_loss_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -116,6 +121,7 @@ class SegmentationSystem(pl.LightningModule):
         self.sw_batch_size = int(sw_batch_size)
         self.overlap = float(overlap)
         self._val_dice: list[Tensor] = []
+        self.se_loss_weight, self.se_head = self._build_se_head(se_loss_weight)
 
     @classmethod
     def for_data(cls, datamodule: Any, **kwargs: Any) -> SegmentationSystem:
@@ -155,7 +161,7 @@ class SegmentationSystem(pl.LightningModule):
         self._log_dice("test")
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory(self.parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
@@ -163,6 +169,24 @@ class SegmentationSystem(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Parameters for the optimiser: one group, plus a ``weight_decay=0`` group for the
+        parameters that modules list in a timm-style ``no_weight_decay()`` (e.g. GCT's ``beta``,
+        which its authors exempt from weight decay)."""
+        exempt: set[str] = set()
+        for prefix, module in self.named_modules():
+            hook = getattr(module, "no_weight_decay", None)
+            if callable(hook):
+                exempt |= {f"{prefix}.{name}" if prefix else name for name in hook()}
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for name, param in self.named_parameters():
+            (no_decay if name in exempt else decay).append(param)
+        groups: list[dict[str, Any]] = [{"params": decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        return groups
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["segattn"] = self.inference_meta()
@@ -205,6 +229,12 @@ class SegmentationSystem(pl.LightningModule):
         if stage == "train":
             out = self.net(image)
             loss = self._loss(out, label)
+            if self.se_head is not None:
+                se_loss = self.se_loss(label)
+                self.log(
+                    "train/se_loss", se_loss, on_step=True, on_epoch=True, batch_size=image.shape[0]
+                )
+                loss = loss + self.se_loss_weight * se_loss
             self.log(
                 "train/loss",
                 loss,
@@ -240,6 +270,54 @@ class SegmentationSystem(pl.LightningModule):
         )
         return loss
 
+    def _build_se_head(self, weight: float) -> tuple[float, nn.Linear | None]:
+        """Validate ``se_loss_weight`` and build the class-presence head (None when off)."""
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+            raise ValueError(f"se_loss_weight must be a number >= 0, got {weight!r}")
+        if weight == 0:
+            return 0.0, None
+        encoder = self.net.bottleneck_attention
+        if not isinstance(encoder, ContextEncoding):
+            raise ValueError(
+                f"se_loss_weight={weight} needs attention='enc' at the bottleneck (EncNet's "
+                f"SE-loss reads its encoding), got attention={self.hparams['attention']!r} with "
+                f"positions {list(self.hparams['attention_positions'])}"
+            )
+        if self.net.num_classes < 2:
+            raise ValueError("se_loss_weight > 0 needs num_classes >= 2 (foreground classes)")
+        encoder.record_encoding = True
+        return float(weight), nn.Linear(encoder.channels, self.net.num_classes - 1)
+
+    def se_loss(self, label: Tensor) -> Tensor:
+        """EncNet's semantic-encoding loss for the latest training forward pass of ``self.net``.
+
+        The bottleneck ``enc`` module's encoding ``e`` ``(N, C)`` goes through a linear head to
+        one logit per foreground class, scored with binary cross-entropy against class presence
+        (``presence[n, k] = 1`` if class ``k + 1`` occurs anywhere in sample ``n``'s label).
+        Background is left out: it is in virtually every slice and patch, so its target would be
+        constant. Only the bottleneck encoding is used, as EncNet applies the loss to its top-level
+        encoding. The head lives in this system, outside ``net``, so inference checkpoints hold the
+        same network weights with or without it. The encoding is released after use.
+
+        Args:
+            label: ``(N, 1, *spatial)`` integer label of the batch just passed through the net.
+
+        Returns:
+            Scalar loss.
+
+        Raises:
+            RuntimeError: the SE-loss is off or no training forward pass recorded an encoding.
+        """
+        encoder = self.net.bottleneck_attention
+        if self.se_head is None or not isinstance(encoder, ContextEncoding):
+            raise RuntimeError("se_loss() needs se_loss_weight > 0")
+        encoding, encoder.last_encoding = encoder.last_encoding, None
+        if encoding is None:
+            raise RuntimeError("no encoding recorded: run self.net on a batch in training mode")
+        logits = self.se_head(encoding)
+        presence = class_presence(label, self.net.num_classes)[:, 1:].to(logits.dtype)
+        return F.binary_cross_entropy_with_logits(logits, presence)
+
     def _loss(self, out: Tensor | list[Tensor], label: Tensor) -> Tensor:
         if isinstance(out, Tensor):
             return self.loss_fn(out, label)
@@ -271,6 +349,21 @@ class SegmentationSystem(pl.LightningModule):
         mean = _nanmean(per_label, dim=0).nan_to_num(0.0)
         self.log(f"{stage}/mean_dice", mean, prog_bar=True, sync_dist=True)
         self._val_dice = []
+
+
+def class_presence(label: Tensor, num_classes: int) -> Tensor:
+    """Which classes occur in each sample.
+
+    Args:
+        label: ``(N, 1, *spatial)`` or ``(N, *spatial)`` integer labels in ``0..num_classes-1``.
+        num_classes: ``K``.
+
+    Returns:
+        ``(N, K)`` float32, 1 where class ``k`` occurs in sample ``n``, else 0.
+    """
+    flat = label.reshape(label.shape[0], -1).long()
+    presence = torch.zeros(label.shape[0], num_classes, device=label.device)
+    return presence.scatter_(1, flat, 1.0)
 
 
 def _nanmean(x: Tensor, dim: int) -> Tensor:

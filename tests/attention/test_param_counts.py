@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from param_formulas import FORMULAS
 
 from segattn.attention import available, create
-from param_formulas import FORMULAS
 
 
 def test_every_registered_name_has_a_formula() -> None:

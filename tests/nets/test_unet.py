@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from segattn.attention import SqueezeExcitation, available
+from segattn.attention import DenseImplicitAttention, SqueezeExcitation, available, info
 from segattn.nets import UNet
 
 SPATIAL = {1: (29,), 2: (33, 37), 3: (17, 19, 21)}
@@ -42,7 +42,10 @@ def test_output_matches_odd_input_size(spatial_dims: int, attention: str | None)
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize("attention", available())
 def test_every_registered_attention_fits_every_block(attention: str, spatial_dims: int) -> None:
-    net = tiny(spatial_dims, attention=attention).eval()
+    # widths rounded up to the module's channel multiple (fca: 16), if it has one
+    multiple = int(getattr(info(attention).cls, "channel_multiple", 1))
+    features = tuple(-(-f // multiple) * multiple for f in TINY)
+    net = tiny(spatial_dims, attention=attention, features=features).eval()
     modules = net.attention_modules()
     assert len(modules) == 2 * len(TINY) - 1
     assert not any(isinstance(m, nn.Identity) for m in modules.values())
@@ -252,7 +255,7 @@ def test_bad_arguments_raise_value_error(kwargs: dict[str, object]) -> None:
 def test_attention_name_is_validated_even_when_no_position_uses_it() -> None:
     assert tiny(attention="se", attention_positions=()).attention_modules() == {}
     with pytest.raises(ValueError, match="did you mean 'se'"):
-        tiny(attention="sf", attention_positions=())
+        tiny(attention="see", attention_positions=())
 
 
 def test_bad_attention_kwargs_type() -> None:
@@ -264,3 +267,110 @@ def test_bad_attention_kwargs_type() -> None:
 def test_wrong_input_raises_value_error(shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="expected input"):
         tiny()(torch.randn(*shape))
+
+
+# -- attention modules that share state within a level (dia) --
+
+
+def _dia_cells(net: UNet) -> list[nn.Module]:
+    return [m.cell for m in net.attention_modules().values()]
+
+
+def test_dia_shares_one_cell_per_level_counted_once() -> None:
+    net = tiny(attention="dia")  # levels 4, 8 and the bottleneck 16
+    enc, dec = net.encoder_attention, net.decoder_attention
+    assert enc[0].cell is dec[1].cell and enc[1].cell is dec[0].cell
+    cells = {id(c): c for c in _dia_cells(net)}
+    assert len(cells) == len(TINY)
+    assert net.bottleneck_attention.cell not in (enc[0].cell, enc[1].cell)
+    # shared parameters are listed once: the attention parameters are three cells, not five
+    attention_params = sum(p.numel() for n, p in net.named_parameters() if "attention" in n)
+    assert attention_params == sum(sum(p.numel() for p in c.parameters()) for c in cells.values())
+    names = [n for n, _ in net.named_parameters()]
+    assert len(names) == len(set(names)) == len(list(net.parameters()))
+    # the recurrent state is neither a buffer nor in the state dict, and none is left over
+    net(torch.randn(2, 1, 16, 16))
+    assert all(c.state is None for c in cells.values())
+    assert not any("state" in key for key in net.state_dict())
+    assert list(net.buffers()) == []
+
+
+def test_dia_state_is_reset_every_forward() -> None:
+    net = tiny(attention="dia").eval()
+    a, b = torch.randn(2, 1, 16, 20), torch.randn(3, 1, 16, 20)
+    with torch.no_grad():
+        b_alone = as_tensor(net(b))
+        torch.testing.assert_close(as_tensor(net(b)), b_alone)  # two identical passes agree
+        net(a)  # another batch (of another size) first ...
+        torch.testing.assert_close(as_tensor(net(b)), b_alone)  # ... changes nothing
+
+
+def test_dia_decoder_gate_depends_on_the_encoder_call_of_its_level() -> None:
+    net = tiny(attention="dia").eval()
+    seen: dict[str, Tensor] = {}
+    net.encoder_attention[0].register_forward_hook(lambda m, args, out: seen.update(enc_in=args[0]))
+    net.decoder_attention[-1].register_forward_hook(
+        lambda m, args, out: seen.update(dec_in=args[0], dec_out=out)
+    )
+    with torch.no_grad():
+        net(torch.randn(2, 1, 16, 16))
+        cell = net.decoder_attention[-1].cell
+        cell.reset_state()
+        alone = net.decoder_attention[-1](seen["dec_in"])  # the same block without the encoder
+        cell.reset_state()
+        net.encoder_attention[0](seen["enc_in"])  # replay: encoder step, then decoder step
+        replayed = net.decoder_attention[-1](seen["dec_in"])
+    torch.testing.assert_close(replayed, seen["dec_out"])
+    assert not torch.allclose(alone, seen["dec_out"], atol=1e-4)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_dia_unet_is_batch_independent_in_eval(spatial_dims: int) -> None:
+    net = tiny(spatial_dims, attention="dia").eval()
+    x = torch.randn(3, 1, *SPATIAL[spatial_dims])
+    with torch.no_grad():
+        batched = as_tensor(net(x))
+        for i in range(3):
+            torch.testing.assert_close(batched[i : i + 1], as_tensor(net(x[i : i + 1])))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_dia_unet_trains_one_step(spatial_dims: int) -> None:
+    net = tiny(spatial_dims, attention="dia").train()
+    x = torch.randn(1, 1, *SPATIAL[spatial_dims])
+    target = torch.randint(0, 3, (1, *SPATIAL[spatial_dims]))
+    optimiser = torch.optim.SGD(net.parameters(), lr=0.1)
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    loss = nn.functional.cross_entropy(as_tensor(net(x)), target)
+    loss.backward()
+    for name, param in net.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    # both modules of a level feed gradients into the one cell they share
+    optimiser.step()
+    changed = [n for n, p in net.named_parameters() if not torch.equal(p, before[n])]
+    assert any("attention" in n for n in changed)
+    assert torch.isfinite(as_tensor(net(x))).all()
+
+
+def test_shared_group_hook_works_for_classes_and_partials() -> None:
+    for spec in (DenseImplicitAttention, functools.partial(DenseImplicitAttention, reduction=1)):
+        net = tiny(attention=spec)
+        assert net.encoder_attention[0].cell is net.decoder_attention[1].cell
+    assert net.encoder_attention[1].cell.hidden == 8  # the partial's reduction=1 reached the cell
+    net = tiny(attention="dia", attention_kwargs={"reduction": 1})
+    assert net.encoder_attention[1].cell.hidden == 8
+    # positions without attention get no shared object; the rest still share
+    net = tiny(attention="dia", attention_positions=("decoder",))
+    assert len(net.attention_modules()) == 2
+
+
+@pytest.mark.parametrize("attention", ["dia", "enc", "gsop", "soca"])
+def test_config_rebuild_with_shared_or_second_order_attention(attention: str) -> None:
+    net = tiny(3, attention=attention).eval()
+    rebuilt = UNet(**json.loads(json.dumps(net.config)))
+    rebuilt.load_state_dict(net.state_dict(), strict=True)
+    x = torch.randn(1, 1, 9, 10, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(as_tensor(rebuilt.eval()(x)), as_tensor(net(x)))
+    if attention == "dia":  # the rebuilt net shares like the original
+        assert rebuilt.encoder_attention[0].cell is rebuilt.decoder_attention[-1].cell
