@@ -22,6 +22,7 @@ COMMANDS = {
     "predict": "segattn.cli.predict",
     "evaluate": "segattn.cli.evaluate",
     "modules": "segattn.cli.modules",
+    "bench": "segattn.cli.bench",
 }
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
+from segattn.errors import SegattnError
 from segattn.inference import Predictor
+from segattn.inference.ensemble import PRESETS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,8 +27,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         nargs="+",
         required=True,
         metavar="CKPT",
-        help="checkpoint(s); several are ensembled by averaging class probabilities "
-        "(e.g. 2D models of different views); they must share labels and channels",
+        help="checkpoint(s); several are ensembled by a weighted average of their class "
+        "probabilities (2D models of different views and 3D models may be mixed); they must "
+        "share labels and input channels",
+    )
+    parser.add_argument(
+        "--weights",
+        nargs="+",
+        metavar="W",
+        help="ensemble weights: one positive number per --model (normalised to sum 1), or the "
+        f"preset {' | '.join(sorted(PRESETS))} (0.4 axial, 0.4 coronal, 0.2 sagittal by each "
+        "2D checkpoint's view; needs 2D checkpoints of distinct views). Default: equal",
     )
     parser.add_argument(
         "--input",
@@ -59,6 +71,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="F",
         help="sliding-window overlap in [0, 1) (default 0.5)",
     )
+    parser.add_argument(
+        "--max-memory",
+        type=_positive_float,
+        default=1.0,
+        metavar="GB",
+        help="budget for the working buffers of the slab-wise prediction (default 1); the image, "
+        "the label map and the network come on top. Sliding-window buffers are split into more "
+        "column blocks (some windows run twice) to fit; mixed-view ensembles need K x volume "
+        "accumulators (float32, or 16-bit fixed point past the budget)",
+    )
+    parser.add_argument(
+        "--whole-volume",
+        action="store_true",
+        help="MONAI's whole-volume sliding window and inverse transforms instead of slabs "
+        "(same labels; needs 4 x classes x voxels bytes and more: > 8 GB for a 512x512x400 CT "
+        "with 20 classes)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -71,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         sw_batch_size=args.sw_batch_size,
         overlap=args.overlap,
         progress=not args.no_progress,
+        weights=_weights(args.weights),
+        max_memory=args.max_memory,
+        method="whole" if args.whole_volume else "slabs",
     )
     results = predictor.predict_files(args.input, args.output, overwrite=args.overwrite)
     failed = [r for r in results if not r.ok]
@@ -80,6 +112,30 @@ def run(args: argparse.Namespace) -> int:
     summary = f"predicted {written} case(s) into {args.output}"
     print(summary + (f"; {len(failed)} failed" if failed else ""))
     return 1 if failed else 0
+
+
+def _weights(tokens: list[str] | None) -> str | list[float] | None:
+    if tokens is None:
+        return None
+    if len(tokens) == 1 and tokens[0].lower() in PRESETS:
+        return tokens[0]
+    try:
+        return [float(t) for t in tokens]
+    except ValueError:
+        raise SegattnError(
+            f"--weights takes one number per model or a preset ({', '.join(sorted(PRESETS))}), "
+            f"got {' '.join(tokens)!r}"
+        ) from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:

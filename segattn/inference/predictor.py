@@ -2,10 +2,20 @@
 
 Each scan goes through the checkpoint's MONAI preprocessing (load, channel-first, orient,
 optionally resample, normalise); the network runs slice by slice along the trained axis (2D) or
-with Gaussian-weighted sliding windows (3D); class probabilities (or, when only the orientation
-changed, the label map) are mapped back with MONAI's inverse transforms; and the labels are written
-with the input's header geometry. Several checkpoints (e.g. three 2D views) are ensembled by
-averaging their class probabilities on the input grid.
+with Gaussian-weighted sliding windows (3D); class probabilities are mapped back to the input grid
+and the labels are written with the input's header geometry. Several checkpoints (e.g. three 2D
+views, see :mod:`segattn.inference.ensemble`) are ensembled by a weighted average of their class
+probabilities.
+
+Two methods give the same labels (equal up to float rounding, see the tests):
+
+- ``"slabs"`` (default, bounded memory): the volume is predicted slab by slab with exactly the
+  windows and weights of the whole-volume method, probabilities are resampled back slab by slab,
+  and labels are written straight into the input grid (:mod:`segattn.inference.engine`). Working
+  buffers stay within ``max_memory`` except for the documented mixed-view ensemble accumulator.
+- ``"whole"``: MONAI's whole-volume ``sliding_window_inference`` and ``Invertd`` (float32
+  ``(K, *volume)`` logits plus a count map: > 8 GB for a 512 x 512 x 400 CT with 20 classes); the
+  reference the slab method is tested and benchmarked against.
 
 Example::
 
@@ -13,6 +23,7 @@ Example::
     labels, img = predictor.predict_image("imagesTs/CASE_0000.nii.gz")
     labels.shape   # the input's (X, Y, Z); img carries the input's affine and header
     report = predictor.predict_files(["imagesTs/"], "predictions/")
+    views = Predictor(["sag.ckpt", "cor.ckpt", "ax.ckpt"], weights="quicknat")
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,13 +50,18 @@ from segattn.data.transforms import plain_tensor, preprocess_transforms
 from segattn.errors import InputFileError, SegattnError
 from segattn.fileio import save_nifti_atomic
 from segattn.inference.checkpoint import CheckpointInfo, load_checkpoint
+from segattn.inference.engine import GB, Member, ProbabilitySum, Settings, group_slabs
+from segattn.inference.ensemble import check_compatible, resolve_weights
 from segattn.inference.inputs import InputCase, collect_cases
-from segattn.inference.io import channel_count, label_image, load_nifti_header
+from segattn.inference.io import channel_count, label_dtype, label_image, load_nifti_header
+from segattn.inference.preprocess import run_preprocessing
+from segattn.inference.regrid import Geometry
 from segattn.inference.volume import predict_volume
 
 log = logging.getLogger(__name__)
 
 PathLike = str | Path
+METHODS = ("slabs", "whole")
 
 
 @dataclass(frozen=True)
@@ -70,24 +87,33 @@ class CaseResult:
 class _Model:
     info: CheckpointInfo
     net: nn.Module
+    weight: float
 
 
 class Predictor:
-    """Segment NIfTI scans with one checkpoint, or an ensemble of checkpoints.
+    """Segment NIfTI scans with one checkpoint, or a weighted ensemble of checkpoints.
 
     Args:
         checkpoint: a ``.ckpt`` path, or several whose class probabilities are averaged (they
-            must share labels and channels).
+            must share labels and input channels; 2D views and 3D models may be mixed).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         sw_batch_size: sliding windows (3D) or slices (2D) per forward pass. 2D models run on
             whole slices (as in validation), whatever their training crop size.
         overlap: sliding-window overlap fraction in [0, 1).
         progress: show a progress bar over cases on stderr in :meth:`predict_files`.
+        weights: None (equal), one positive number per checkpoint (normalised to sum 1), or a
+            preset name such as ``"quicknat"`` (see :mod:`segattn.inference.ensemble`).
+        max_memory: budget in GB for the working buffers of the ``"slabs"`` method (sliding-window
+            and resampling buffers, ensemble accumulators); the image, the output labels and the
+            network's activations come on top.
+        method: ``"slabs"`` (bounded memory, default) or ``"whole"`` (MONAI whole-volume
+            reference).
 
     Raises:
-        InputFileError: a checkpoint is missing, unreadable, unsafe or inconsistent.
-        SegattnError: CUDA requested but not available.
-        ValueError: bad ``device``, ``sw_batch_size`` or ``overlap``.
+        InputFileError: a checkpoint is missing, unreadable, unsafe or inconsistent, or two
+            checkpoints cannot be ensembled (the message names both).
+        SegattnError: CUDA requested but not available; bad ``weights``.
+        ValueError: bad ``device``, ``sw_batch_size``, ``overlap``, ``max_memory`` or ``method``.
     """
 
     def __init__(
@@ -97,6 +123,9 @@ class Predictor:
         sw_batch_size: int = 4,
         overlap: float = 0.5,
         progress: bool = True,
+        weights: str | Sequence[float] | None = None,
+        max_memory: float = 1.0,
+        method: str = "slabs",
     ) -> None:
         paths = [checkpoint] if isinstance(checkpoint, str | Path) else list(checkpoint)
         if not paths:
@@ -105,24 +134,23 @@ class Predictor:
             raise ValueError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
         if not 0.0 <= float(overlap) < 1.0:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        if not (math.isfinite(float(max_memory)) and float(max_memory) > 0):
+            raise ValueError(f"max_memory must be a positive number of GB, got {max_memory}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.device = _resolve_device(device)
         self.sw_batch_size = int(sw_batch_size)
         self.overlap = float(overlap)
         self.progress = progress
+        self.method = method
+        self.max_memory = float(max_memory)
         infos = [load_checkpoint(p) for p in paths]
-        first = infos[0]
-        for other in infos[1:]:
-            if other.labels != first.labels:
-                raise InputFileError(
-                    other.path, f"labels differ from {first.path}; cannot ensemble them"
-                )
-            if other.in_channels != first.in_channels:
-                raise InputFileError(
-                    other.path,
-                    f"takes {other.in_channels} channels but {first.path} takes "
-                    f"{first.in_channels}; cannot ensemble them",
-                )
-        self.models = [_Model(info, info.build_net().to(self.device)) for info in infos]
+        check_compatible(infos)
+        self.weights = resolve_weights(infos, weights)
+        self.models = [
+            _Model(info, info.build_net().to(self.device), w)
+            for info, w in zip(infos, self.weights, strict=True)
+        ]
         # one preprocessing chain per distinct setting, shared by the models that use it
         self._chains: dict[str, Compose] = {}
         for info in infos:
@@ -146,7 +174,10 @@ class Predictor:
     def predict_probabilities(
         self, image: PathLike | Sequence[PathLike]
     ) -> tuple[np.ndarray, nib.Nifti1Image]:
-        """Class probabilities of one scan on its own voxel grid.
+        """Class probabilities of one scan on its own voxel grid (weighted ensemble average).
+
+        This returns ``num_classes`` float32 volumes, so it needs ``4 * K * X * Y * Z`` bytes
+        whatever the method; :meth:`predict_image` does not.
 
         Args:
             image: one file (3D, or 4D with ``in_channels`` volumes) or the channel files in
@@ -161,14 +192,11 @@ class Predictor:
                 between channel files.
         """
         paths, reference = self._check_inputs(image)
-        total: Tensor | None = None
-        for key, chain in self._chains.items():
-            data = self._preprocess(chain, paths)
-            for model in self._models_for(key):
-                probs = self._to_input_grid(chain, data, self._run(model, data["image"]), True)
-                total = probs if total is None else total + probs
-        assert total is not None
-        total = total / len(self.models)
+        with torch.inference_mode():
+            if self.method == "whole":
+                total = self._whole_probabilities(paths)
+            else:
+                total = self._accumulate(paths, math.inf).values
         _check_grid(total, reference, paths[0])
         return total.numpy().astype(np.float32, copy=False), reference
 
@@ -189,18 +217,15 @@ class Predictor:
             InputFileError: as :meth:`predict_probabilities`.
         """
         paths, reference = self._check_inputs(image)
-        chain = next(iter(self._chains.values()))
-        single = len(self.models) == 1 and not _resamples(self.models[0].info)
-        if single:
-            # only the orientation changed: argmax first, then flip/permute the label map back
-            data = self._preprocess(chain, paths)
-            probs = self._run(self.models[0], data["image"])
-            labels = self._to_input_grid(chain, data, probs.argmax(0, keepdim=True), False)[0]
-            _check_grid(labels[None], reference, paths[0])
-            label_np = labels.numpy()
-        else:
-            probs_np, _ = self.predict_probabilities(paths)
-            label_np = probs_np.argmax(0)
+        with torch.inference_mode():
+            if self.method == "whole":
+                label_np = self._whole_labels(paths)
+            elif len(self._chains) == 1:
+                label_np = self._slab_labels(paths)
+            else:  # models with different preprocessing meet on the input grid
+                total = self._accumulate(paths, self.max_memory * GB)
+                label_np = _argmax(total.values, self.num_classes)
+        _check_grid(torch.from_numpy(label_np)[None], reference, paths[0])
         img = label_image(label_np, reference, self.num_classes)
         return np.asanyarray(img.dataobj), img
 
@@ -253,7 +278,115 @@ class Predictor:
             results.append(CaseResult(case.source, target))
         return results
 
-    # -- steps -------------------------------------------------------------------------------
+    # -- bounded-memory method ---------------------------------------------------------------
+
+    def _settings(self) -> Settings:
+        return Settings(self.sw_batch_size, self.overlap, int(self.max_memory * GB))
+
+    def _members(self, key: str) -> list[Member]:
+        return [Member(m.info, self._logits_fn(m), m.weight) for m in self._models_for(key)]
+
+    def _slab_labels(self, paths: list[Path]) -> np.ndarray:
+        [(key, chain)] = self._chains.items()
+        data = run_preprocessing(chain, paths)
+        image = self._model_input(data)
+        geometry = Geometry.of(data["image"])
+        del data
+        labels = np.empty(geometry.input_shape, dtype=label_dtype(self.num_classes))
+        for box, probs in group_slabs(self._members(key), image, geometry, self._settings()):
+            index, part = geometry.to_input(box, probs.argmax(0))
+            labels[index] = part.cpu().numpy()
+        return labels
+
+    def _accumulate(self, paths: list[Path], budget: float) -> ProbabilitySum:
+        """Weighted probabilities of all models on the input grid, ``(K, X, Y, Z)``."""
+        total: ProbabilitySum | None = None
+        for key, chain in self._chains.items():
+            data = run_preprocessing(chain, paths)
+            image = self._model_input(data)
+            geometry = Geometry.of(data["image"])
+            del data
+            if total is None:
+                shape = (self.num_classes, *geometry.input_shape)
+                total = ProbabilitySum(shape, budget, "ensemble of differently preprocessed models")
+            for box, probs in group_slabs(self._members(key), image, geometry, self._settings()):
+                index, part = geometry.to_input(box, probs)
+                total.add(index, part)
+            del image
+        assert total is not None
+        return total
+
+    def _model_input(self, data: dict[str, Any]) -> Tensor:
+        return plain_tensor(data["image"]).float().to(self.device)
+
+    def _logits_fn(self, model: _Model) -> Any:
+        amp = self.device.type == "cuda"
+
+        def net(t: Tensor) -> Tensor:
+            with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
+                out = model.net(t)
+            return out[0] if isinstance(out, list | tuple) else out
+
+        return net
+
+    # -- whole-volume reference method -------------------------------------------------------
+
+    def _whole_probabilities(self, paths: list[Path]) -> Tensor:
+        total: Tensor | None = None
+        for key, chain in self._chains.items():
+            data = run_preprocessing(chain, paths)
+            for model in self._models_for(key):
+                probs = self._run(model, data["image"])
+                probs = self._to_input_grid(chain, data, probs, True) * model.weight
+                total = probs if total is None else total + probs
+        assert total is not None
+        return total
+
+    def _whole_labels(self, paths: list[Path]) -> np.ndarray:
+        chain = next(iter(self._chains.values()))
+        if len(self.models) == 1 and not _resamples(self.models[0].info):
+            # only the orientation changed: argmax first, then flip/permute the label map back
+            data = run_preprocessing(chain, paths)
+            logits = self._run(self.models[0], data["image"], softmax=False)
+            labels = logits.argmax(0, keepdim=True).to(torch.uint8)
+            del logits
+            return self._to_input_grid(chain, data, labels, False)[0].numpy()
+        return _argmax(self._whole_probabilities(paths), self.num_classes)
+
+    def _run(self, model: _Model, image: Tensor, softmax: bool = True) -> Tensor:
+        """Class probabilities (or logits) ``(K, *spatial)`` on the preprocessed grid, float32
+        on the CPU, from :func:`segattn.inference.volume.predict_volume` (as in validation)."""
+        info = model.info
+        logits = predict_volume(
+            self._logits_fn(model),
+            self._model_input({"image": image}),
+            mode=info.mode,
+            slice_axis=info.slice_axis,
+            patch_size=info.patch_size if info.mode == "3d" else None,
+            slice_batch=self.sw_batch_size,
+            sw_batch_size=self.sw_batch_size,
+            overlap=self.overlap,
+        )
+        out = torch.softmax(logits.float(), dim=0) if softmax else logits.float()
+        return out.cpu()
+
+    def _to_input_grid(
+        self, chain: Compose, data: dict[str, Any], pred: Tensor, interpolate: bool
+    ) -> Tensor:
+        """Invert the chain's spatial steps on ``pred`` ``(K, *preprocessed)``."""
+        image = data["image"]
+        if not image.applied_operations:  # no orientation/spacing step: already the input grid
+            return pred
+        meta_pred = MetaTensor(
+            pred, meta=dict(image.meta), applied_operations=list(image.applied_operations)
+        )
+        inverse = Invertd(
+            keys="pred", transform=chain, orig_keys="image", nearest_interp=not interpolate
+        )
+        out = inverse({"image": image, "pred": meta_pred})["pred"]
+        return plain_tensor(out)
+
+    # -- shared steps ------------------------------------------------------------------------
 
     def _models_for(self, key: str) -> list[_Model]:
         return [m for m in self.models if _settings_key(m.info.preprocessing) == key]
@@ -287,63 +420,13 @@ class Predictor:
                     raise InputFileError(p, f"voxel grid differs from {paths[0]}")
         return paths, imgs[0]
 
-    def _preprocess(self, chain: Compose, paths: list[Path]) -> dict[str, Any]:
-        source: str | list[str] = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
-        try:
-            data = chain({"image": source}, start=0, end=1)  # LoadImaged only
-        except Exception as err:  # MONAI wraps reader errors in RuntimeError
-            raise InputFileError(paths[0], f"cannot read the image data ({_root(err)})") from err
-        if not bool(torch.isfinite(data["image"]).all()):
-            raise InputFileError(paths[0], "image contains NaN or infinite voxel values")
-        return dict(chain(data, start=1))
 
-    def _run(self, model: _Model, image: Tensor) -> Tensor:
-        """Class probabilities ``(K, *spatial)`` on the preprocessed grid, float32 on the CPU.
-
-        The forward pass is :func:`segattn.inference.volume.predict_volume`, the same one that
-        validation uses during training.
-        """
-        info = model.info
-        x = plain_tensor(image).float().to(self.device)
-        amp = (
-            torch.autocast("cuda", dtype=torch.float16)
-            if self.device.type == "cuda"
-            else contextlib.nullcontext()
-        )
-
-        def net(t: Tensor) -> Tensor:
-            out = model.net(t)
-            return out[0] if isinstance(out, list | tuple) else out
-
-        with torch.inference_mode(), amp:
-            logits = predict_volume(
-                net,
-                x,
-                mode=info.mode,
-                slice_axis=info.slice_axis,
-                patch_size=info.patch_size if info.mode == "3d" else None,
-                slice_batch=self.sw_batch_size,
-                sw_batch_size=self.sw_batch_size,
-                overlap=self.overlap,
-            )
-            probs = torch.softmax(logits.float(), dim=0)
-        return probs.cpu().clone()
-
-    def _to_input_grid(
-        self, chain: Compose, data: dict[str, Any], pred: Tensor, interpolate: bool
-    ) -> Tensor:
-        """Invert the chain's spatial steps on ``pred`` ``(K, *preprocessed)``."""
-        image = data["image"]
-        if not image.applied_operations:  # no orientation/spacing step: already the input grid
-            return pred
-        meta_pred = MetaTensor(
-            pred, meta=dict(image.meta), applied_operations=list(image.applied_operations)
-        )
-        inverse = Invertd(
-            keys="pred", transform=chain, orig_keys="image", nearest_interp=not interpolate
-        )
-        out = inverse({"image": image, "pred": meta_pred})["pred"]
-        return plain_tensor(out)
+def _argmax(probs: Tensor, num_classes: int, rows: int = 8) -> np.ndarray:
+    """``probs.argmax(0)`` as uint8/int16, computed a few rows at a time (no int64 volume)."""
+    out = np.empty(tuple(probs.shape[1:]), dtype=label_dtype(num_classes))
+    for i in range(0, probs.shape[1], rows):
+        out[i : i + rows] = probs[:, i : i + rows].argmax(0).numpy()
+    return out
 
 
 def _resolve_device(device: str) -> torch.device:

@@ -226,3 +226,106 @@ def test_usage_errors_exit_2(extra: list[str], ckpt: Path, good: Path, tmp_path:
             ]
         )
     assert exc.value.code == 2
+
+
+def _views(tmp_path: Path) -> list[Path]:
+    return [
+        save_checkpoint(tmp_path / f"{name}.ckpt", checkpoint_meta(mode="2d", slice_axis=a), a)
+        for a, name in enumerate(("sag", "cor", "ax"))
+    ]
+
+
+def test_weights_and_presets_are_applied(good: Path, tmp_path: Path, capsys) -> None:
+    from segattn.inference import Predictor
+
+    views = _views(tmp_path)
+    expected = {}
+    for name, weights in (("equal", None), ("given", [1.0, 2.0, 7.0]), ("quicknat", "quicknat")):
+        labels, _ = Predictor(views, device="cpu", progress=False, weights=weights).predict_image(
+            good
+        )
+        expected[name] = labels
+    for name, extra in (("given", ["1", "2", "7"]), ("quicknat", ["quicknat"])):
+        out = tmp_path / f"pred_{name}"
+        args = ["--model", *views, "--input", good, "--output", out, "--weights", *extra]
+        assert _predict(*args) == 0, capsys.readouterr().err
+        written = np.asanyarray(nib.load(out / "good.nii.gz").dataobj)
+        np.testing.assert_array_equal(written, expected[name])
+    assert not np.array_equal(expected["given"], expected["equal"])  # the weights matter
+
+
+@pytest.mark.parametrize(
+    "weights, problem",
+    [
+        (["1", "2"], "2 weight(s) given for 3 model(s); give one per model"),
+        (["1", "0", "2"], "weights must be positive numbers"),
+        (["fastnat"], "--weights takes one number per model or a preset (quicknat), got 'fastnat'"),
+    ],
+)
+def test_bad_weights_exit_2_with_one_line(
+    weights, problem, good: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "pred"
+    args = ["--model", *_views(tmp_path), "--input", good, "--output", out, "--weights", *weights]
+    assert _predict(*args) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and problem in lines[0], captured.err
+    assert "Traceback" not in captured.err
+    assert not out.exists()
+
+
+def test_quicknat_preset_with_a_3d_model_exits_2(
+    ckpt: Path, good: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    views = _views(tmp_path)[:2]
+    args = ["--model", *views, ckpt, "--input", good, "--output", tmp_path / "pred"]
+    assert _predict(*args, "--weights", "quicknat") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"segattn: error: {ckpt}: is a 3D model; the 'quicknat' weights need 2D models of "
+        "distinct views"
+    ]
+
+
+@pytest.mark.parametrize(
+    "meta, problem",
+    [
+        (
+            {"labels": {"background": 0, "liver": 1, "right": 2}},
+            "labels differ from {first} (class 1: 'liver' vs 'left'); cannot ensemble them",
+        ),
+        ({"in_channels": 2}, "takes 2 channel(s) but {first} takes 1; cannot ensemble them"),
+    ],
+    ids=["labels", "channels"],
+)
+def test_incompatible_models_exit_2_naming_both(
+    meta, problem, ckpt: Path, good: Path, tmp_path: Path, capsys
+) -> None:
+    other = save_checkpoint(tmp_path / "other.ckpt", checkpoint_meta(**meta))
+    out = tmp_path / "pred"
+    assert _predict("--model", ckpt, other, "--input", good, "--output", out) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"segattn: error: {other}: " + problem.format(first=ckpt)]
+    assert not out.exists()
+
+
+def test_whole_volume_and_memory_budget_give_the_same_labels(
+    good: Path, tmp_path: Path, capsys
+) -> None:
+    ckpt = save_checkpoint(tmp_path / "w.ckpt", checkpoint_meta(patch_size=[8, 10, 6]))
+    outputs = {}
+    for name, extra in (
+        ("whole", ["--whole-volume"]),
+        ("slabs", []),
+        ("blocks", ["--max-memory", "0.00003"]),
+    ):
+        out = tmp_path / name
+        assert _predict("--model", ckpt, "--input", good, "--output", out, *extra) == 0
+        outputs[name] = np.asanyarray(nib.load(out / "good.nii.gz").dataobj)
+    np.testing.assert_array_equal(outputs["slabs"], outputs["whole"])
+    np.testing.assert_array_equal(outputs["blocks"], outputs["whole"])
+    args = ["predict", "--model", str(ckpt), "--input", str(good), "--output", "x"]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--max-memory", "0"])
+    assert exc.value.code == 2

@@ -118,3 +118,16 @@ def test_weights_that_do_not_fit_the_net(tmp_path: Path) -> None:
     info = load_checkpoint(path)
     with pytest.raises(InputFileError, match="weights do not match"):
         info.build_net()
+
+
+def test_parameters_outside_the_net_prefix_are_ignored(tmp_path: Path) -> None:
+    """Training systems may add modules (e.g. SE-loss heads) beside ``net.``: not loaded."""
+    meta = checkpoint_meta()
+    path = save_checkpoint(tmp_path / "m.ckpt", meta)
+    raw = torch.load(path, weights_only=True)
+    raw["state_dict"]["se_loss_heads.0.weight"] = torch.randn(3, 8)
+    raw["state_dict"]["se_loss_heads.0.bias"] = torch.randn(3)
+    torch.save(raw, path)
+    info = load_checkpoint(path)
+    assert all(not k.startswith("se_loss") for k in info.state_dict)
+    info.build_net()  # strict load of the network's own weights still succeeds

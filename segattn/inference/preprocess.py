@@ -1,0 +1,97 @@
+"""Run a checkpoint's MONAI preprocessing on one scan with fewer full-volume copies.
+
+The chain from :func:`segattn.data.transforms.preprocess_transforms` is run step by step. The
+intensity steps that MONAI computes out of place (``ScaleIntensityRanged`` and a plain
+``NormalizeIntensityd``: 2-3 float32 volume copies at once, 420 MB each for a 512 x 512 x 400 CT)
+are replayed in place with the same operations in the same order, so the values are bit-identical
+(tested); everything else is MONAI's own step. The NaN/inf check runs slab by slab instead of on a
+full boolean volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.transforms import Compose, NormalizeIntensityd, ScaleIntensityRanged
+from monai.utils import get_equivalent_dtype
+
+from segattn.errors import InputFileError
+
+_CHECK_ROWS = 8  # slices per NaN/inf check step
+
+
+def run_preprocessing(chain: Compose, paths: Sequence[Path]) -> dict[str, Any]:
+    """Load ``paths`` (one file or channel files) and apply ``chain`` to key ``"image"``.
+
+    Raises:
+        InputFileError: unreadable image data, NaN or infinite voxels.
+    """
+    source: str | list[str] = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
+    try:
+        data = chain({"image": source}, start=0, end=1)  # LoadImaged only
+    except Exception as err:  # MONAI wraps reader errors in RuntimeError
+        raise InputFileError(paths[0], f"cannot read the image data ({_root(err)})") from err
+    if not all_finite(data["image"]):
+        raise InputFileError(paths[0], "image contains NaN or infinite voxel values")
+    for i, step in enumerate(chain.transforms[1:], start=1):
+        if not _in_place(step, data):
+            data = dict(chain(data, start=i, end=i + 1))
+    return data
+
+
+def all_finite(image: torch.Tensor) -> bool:
+    """True if no voxel is NaN or infinite (checked a few slices at a time)."""
+    x = image.as_subclass(torch.Tensor) if isinstance(image, torch.Tensor) else image
+    if not x.is_floating_point():
+        return True
+    last = x.shape[-1]
+    return all(
+        bool(torch.isfinite(x[..., i : i + _CHECK_ROWS]).all()) for i in range(0, last, _CHECK_ROWS)
+    )
+
+
+def _in_place(step: Any, data: dict[str, Any]) -> bool:
+    """Apply ``step`` to ``data["image"]`` in place if it is one we replay; True if done."""
+    if list(getattr(step, "keys", ())) != ["image"]:
+        return False
+    img = data["image"]
+    if not isinstance(img, torch.Tensor) or img.dtype != torch.float32:
+        return False
+    x = img.as_subclass(torch.Tensor)  # same storage
+    if isinstance(step, ScaleIntensityRanged):
+        s = step.scaler
+        if s.a_max - s.a_min == 0.0 or s.b_min is None or s.b_max is None or not s.clip:
+            return False
+        if not _float32(s.dtype):
+            return False
+        # MONAI: img = (img - a_min) / (a_max - a_min); img = img * (b_max - b_min) + b_min; clip
+        x.sub_(s.a_min).div_(s.a_max - s.a_min).mul_(s.b_max - s.b_min).add_(s.b_min)
+        x.clamp_(s.b_min, s.b_max)
+        return True
+    if isinstance(step, NormalizeIntensityd):
+        n = step.normalizer
+        if n.nonzero or not n.channel_wise or n.subtrahend is not None or n.divisor is not None:
+            return False
+        if not _float32(n.dtype):
+            return False
+        for channel in x:
+            # MONAI: mean and population std of the channel, std 0 -> 1, (img - mean) / std
+            mean = torch.mean(channel.float()).item()
+            std = torch.std(channel.float(), unbiased=False).item()
+            channel.sub_(mean).div_(1.0 if std == 0.0 else std)
+        return True
+    return False
+
+
+def _float32(dtype: Any) -> bool:
+    return dtype is None or get_equivalent_dtype(dtype, torch.Tensor) == torch.float32
+
+
+def _root(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
