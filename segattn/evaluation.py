@@ -2,13 +2,16 @@
 
 Files are matched by case name (the file name without ``.nii``/``.nii.gz``). A structure absent
 from both the prediction and the label of a case scores NaN there (no evidence either way); NaNs
-are left out of every mean and count.
+are left out of every mean and count. A structure that ``dataset.json`` records as not annotated
+in a case (``"missing_labels": {"CASE": ["gallbladder"]}``, written by the VISCERAL converter)
+also scores NaN there, whatever the prediction: its background in the label is not evidence.
 
 Example::
 
     result = evaluate_folders("predictions/", "Dataset/labelsTs/")
     table = result.format_table()      # one row per structure, then "mean Dice: 0.xxx"
     result.write_csv("dice.csv")       # columns case,label,dice; "nan" when absent from both
+                                       # (+ "annotated" when dataset.json lists missing labels)
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 from segattn.data.layout import check_labels
+from segattn.data.visceral import MISSING_LABELS_KEY
 from segattn.errors import InputFileError, SegattnError
 from segattn.fileio import atomic_path
 from segattn.inference.io import (
@@ -56,11 +60,17 @@ class EvaluationResult:
         labels: foreground structure name -> label value, in label order.
         per_case: case -> structure name -> Dice (NaN when absent from prediction and label).
         missing: label cases that had no prediction (only with ``allow_missing``).
+        missing_labels: case -> structures not annotated in its label map (Dice NaN there).
     """
 
     labels: dict[str, int]
     per_case: dict[str, dict[str, float]]
     missing: list[str] = field(default_factory=list)
+    missing_labels: dict[str, list[str]] = field(default_factory=dict)
+
+    def not_annotated(self, name: str) -> int:
+        """Number of evaluated cases where structure ``name`` is not annotated."""
+        return sum(name in self.missing_labels.get(case, ()) for case in self.per_case)
 
     def summary(self) -> dict[str, StructureSummary]:
         """Structure name -> mean, std (population, ``ddof=0``) and count over defined cases."""
@@ -87,27 +97,38 @@ class EvaluationResult:
         width = max([len("structure"), *(len(n) for n in summary)])
         lines = [f"{'structure':<{width}}  {'Dice mean ± std':<15}  cases"]
         for name, s in summary.items():
+            unannotated = self.not_annotated(name)
             if s.n:
                 cell = f"{s.mean:.3f} ± {s.std:.3f}"
+            elif unannotated == cases:
+                cell = "nan (not annotated)"
             else:
                 cell = "nan (absent from predictions and labels)"
-            lines.append(f"{name:<{width}}  {cell:<15}  {s.n}/{cases}")
+            note = f" ({unannotated} not annotated)" if unannotated else ""
+            lines.append(f"{name:<{width}}  {cell:<15}  {s.n}/{cases}{note}")
         lines.append(f"mean Dice: {self.mean_dice:.3f}")
         return "\n".join(lines)
 
     def write_csv(self, path: str | Path) -> None:
         """Write one row per case and structure, columns ``case,label,dice`` (label = structure
-        name; dice with 6 decimals, or ``nan`` when absent from prediction and label). The file
-        is written atomically."""
+        name; dice with 6 decimals, or ``nan`` when absent from prediction and label). When some
+        structure is not annotated in some evaluated case, a fourth column ``annotated`` says
+        ``yes``/``no`` (``no``: dice is ``nan`` whatever the prediction). The file is written
+        atomically."""
         path = Path(path)
+        flag = any(self.missing_labels.get(case) for case in self.per_case)
         try:
             with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
                 writer = csv.writer(fh)
-                writer.writerow(["case", "label", "dice"])
+                writer.writerow(["case", "label", "dice", *(["annotated"] if flag else [])])
                 for case, dices in self.per_case.items():
+                    unannotated = self.missing_labels.get(case, [])
                     for name in self.labels:
                         d = dices[name]
-                        writer.writerow([case, name, "nan" if math.isnan(d) else f"{d:.6f}"])
+                        row = [case, name, "nan" if math.isnan(d) else f"{d:.6f}"]
+                        if flag:
+                            row.append("no" if name in unannotated else "yes")
+                        writer.writerow(row)
         except OSError as err:
             raise InputFileError(path, f"cannot write: {err.strerror or err}") from err
 
@@ -134,6 +155,41 @@ def read_label_names(dataset_json: str | Path) -> dict[str, int]:
         raise InputFileError(path, str(err)) from err
 
 
+def read_missing_labels(dataset_json: str | Path) -> dict[str, list[str]]:
+    """Case -> structures not annotated there, from ``dataset.json["missing_labels"]`` (``{}``
+    when the key is absent).
+
+    Raises:
+        InputFileError: unreadable JSON, or ``missing_labels`` is not a mapping of case names to
+            lists of structure names among ``labels``.
+    """
+    path = Path(dataset_json)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise InputFileError(path, "no such file") from err
+    except (OSError, ValueError) as err:
+        raise InputFileError(path, f"cannot read JSON ({err})") from err
+    raw = data.get(MISSING_LABELS_KEY) if isinstance(data, Mapping) else None
+    if raw is None:
+        return {}
+    ok = isinstance(raw, Mapping) and all(
+        isinstance(v, list) and all(isinstance(n, str) for n in v) for v in raw.values()
+    )
+    if not ok:
+        raise InputFileError(
+            path, f"'{MISSING_LABELS_KEY}' must map case names to lists of structure names"
+        )
+    missing = {str(case): list(names) for case, names in raw.items()}
+    known = set(read_label_names(path))
+    unknown = sorted({n for names in missing.values() for n in names} - known)
+    if unknown:
+        raise InputFileError(
+            path, f"'{MISSING_LABELS_KEY}' names structures that are not labels: {unknown}"
+        )
+    return missing
+
+
 def _label_mapping(raw: Mapping[str, Any]) -> dict[str, int]:
     # MSD: {"0": "background", "1": "liver"}; nnU-Net v2: {"background": 0, "liver": 1}
     if all(str(k).isdigit() and isinstance(v, str) for k, v in raw.items()):
@@ -153,6 +209,7 @@ def evaluate_folders(
     labels: Mapping[str, int] | None = None,
     *,
     allow_missing: bool = False,
+    missing_labels: Mapping[str, Sequence[str]] | None = None,
 ) -> EvaluationResult:
     """Dice per case and structure between two folders of label maps.
 
@@ -164,11 +221,15 @@ def evaluate_folders(
             their integer values found in the files.
         allow_missing: skip label cases without a prediction (listed in ``result.missing``)
             instead of failing.
+        missing_labels: case -> structure names not annotated in that case's label map; they
+            score NaN there whatever the prediction. None: taken from the same ``dataset.json``
+            as the labels when ``labels`` is None, else none.
 
     Raises:
         InputFileError: a folder is missing or empty, a file is unreadable, grids differ (shape,
             or affine beyond 1e-3), or a file holds values outside the known labels.
-        SegattnError: predictions missing for some label cases.
+        SegattnError: predictions missing for some label cases, or ``missing_labels`` names a
+            structure that is not a label.
     """
     preds = _index(Path(pred_dir), allow_empty=True)
     refs = _index(Path(label_dir), allow_empty=False)
@@ -182,6 +243,9 @@ def evaluate_folders(
     if labels is None:
         guess = Path(label_dir).resolve().parent / "dataset.json"
         labels = read_label_names(guess) if guess.is_file() else None
+        if missing_labels is None and guess.is_file():
+            missing_labels = read_missing_labels(guess)
+    unannotated = {str(c): [str(n) for n in names] for c, names in (missing_labels or {}).items()}
     known: set[int] | None = None if labels is None else {int(v) for v in labels.values()} | {0}
     by_value: dict[str, dict[int, float]] = {}
     for case in cases:  # one pair in memory at a time
@@ -205,11 +269,22 @@ def evaluate_folders(
         values = sorted({v for d in by_value.values() for v, x in d.items() if not math.isnan(x)})
         labels = {str(v): v for v in values}
     foreground = {k: int(v) for k, v in sorted(labels.items(), key=lambda kv: kv[1]) if v != 0}
+    unknown = sorted({n for names in unannotated.values() for n in names} - set(foreground))
+    if unknown:
+        raise SegattnError(f"missing_labels names structures that are not labels: {unknown}")
     per_case = {
-        case: {name: d.get(v, math.nan) for name, v in foreground.items()}
+        case: {
+            name: math.nan if name in unannotated.get(case, ()) else d.get(v, math.nan)
+            for name, v in foreground.items()
+        }
         for case, d in by_value.items()
     }
-    return EvaluationResult(labels=foreground, per_case=per_case, missing=missing)
+    return EvaluationResult(
+        labels=foreground,
+        per_case=per_case,
+        missing=missing,
+        missing_labels={c: n for c, n in unannotated.items() if c in per_case and n},
+    )
 
 
 def _index(folder: Path, allow_empty: bool) -> dict[str, Path]:

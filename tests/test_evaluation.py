@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from segattn.errors import InputFileError, SegattnError
-from segattn.evaluation import evaluate_folders, read_label_names
+from segattn.evaluation import evaluate_folders, read_label_names, read_missing_labels
 from segattn.metrics import dice_per_label
 
 LABELS = {"background": 0, "liver": 1, "spleen": 2, "tumour": 3}
@@ -150,3 +150,52 @@ def test_dice_per_label_rejects_out_of_range() -> None:
         dice_per_label(target, torch.tensor([0, -1, 1]), 3)
     dice = dice_per_label(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), 4)
     assert dice[:2].tolist() == pytest.approx([2 / 3, 2 / 3]) and math.isnan(dice[2])
+
+
+def test_not_annotated_structures_score_nan(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    """dataset.json's missing_labels: NaN for that case whatever the prediction; said so."""
+    pred, ref = folders
+    meta = {"labels": LABELS, "missing_labels": {"a": ["spleen"], "b": ["spleen", "tumour"]}}
+    (ref.parent / "dataset.json").write_text(json.dumps(meta))
+    result = evaluate_folders(pred, ref)
+    a, b = result.per_case["a"], result.per_case["b"]
+    # case a predicts 2 spleen voxels the label lacks: a miss (0.0) without the record
+    assert math.isnan(a["spleen"]) and a["liver"] == pytest.approx(0.75)
+    assert math.isnan(b["spleen"]) and math.isnan(b["tumour"]) and b["liver"] == 1.0
+    assert result.missing_labels == {"a": ["spleen"], "b": ["spleen", "tumour"]}
+    s = result.summary()
+    assert s["spleen"].n == 0 and s["tumour"].n == 0 and s["liver"].n == 2
+    assert result.mean_dice == pytest.approx(0.875)
+    rows = {line.split()[0]: line for line in result.format_table().splitlines()[1:-1]}
+    assert "nan (not annotated)" in rows["spleen"] and "0/2 (2 not annotated)" in rows["spleen"]
+    assert "nan (absent from predictions and labels)" in rows["tumour"]
+    assert rows["tumour"].endswith("0/2 (1 not annotated)")
+    result.write_csv(tmp_path / "dice.csv")
+    with (tmp_path / "dice.csv").open() as fh:
+        rows_csv = list(csv.reader(fh))
+    assert rows_csv[0] == ["case", "label", "dice", "annotated"]
+    assert rows_csv[1:4] == [
+        ["a", "liver", "0.750000", "yes"],
+        ["a", "spleen", "nan", "no"],
+        ["a", "tumour", "nan", "yes"],
+    ]
+    # explicit arguments: labels given, missing labels given or not
+    explicit = evaluate_folders(pred, ref, LABELS, missing_labels={"a": ["liver"]})
+    assert math.isnan(explicit.per_case["a"]["liver"]) and explicit.per_case["a"]["spleen"] == 0.0
+    assert evaluate_folders(pred, ref, LABELS).per_case["a"]["spleen"] == 0.0
+    with pytest.raises(SegattnError, match=r"not labels: \['kidney'\]"):
+        evaluate_folders(pred, ref, LABELS, missing_labels={"a": ["kidney"]})
+
+
+def test_read_missing_labels(tmp_path: Path) -> None:
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"labels": LABELS}))
+    assert read_missing_labels(path) == {}
+    path.write_text(json.dumps({"labels": LABELS, "missing_labels": {"c": ["liver"]}}))
+    assert read_missing_labels(path) == {"c": ["liver"]}
+    path.write_text(json.dumps({"labels": LABELS, "missing_labels": {"c": "liver"}}))
+    with pytest.raises(InputFileError, match="must map case names to lists"):
+        read_missing_labels(path)
+    path.write_text(json.dumps({"labels": LABELS, "missing_labels": {"c": ["kidney"]}}))
+    with pytest.raises(InputFileError, match=r"dataset.json: 'missing_labels' names .*kidney"):
+        read_missing_labels(path)

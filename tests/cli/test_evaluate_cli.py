@@ -85,3 +85,27 @@ def test_missing_prediction_exit_2_or_skipped(data: tuple[Path, Path], capsys) -
 def test_missing_folder_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["evaluate", "--pred", str(tmp_path / "p"), "--labels", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith(f"segattn: error: {tmp_path / 'p'}: no such folder")
+
+
+def test_not_annotated_from_dataset_json(data: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    pred, ref = data
+    meta = {
+        "labels": {"background": 0, "cortex": 1, "absent": 2},
+        "missing_labels": {"c1": ["cortex"]},
+    }
+    other = tmp_path / "meta.json"
+    other.write_text(json.dumps(meta))
+    out_csv = tmp_path / "dice.csv"
+    args = ["evaluate", "--pred", str(pred), "--labels", str(ref), "--dataset-json", str(other)]
+    assert main([*args, "--csv", str(out_csv)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == "mean Dice: 1.000"  # c1's 0.667 is not scored: cortex not annotated there
+    assert any(line.startswith("cortex") and "1/2 (1 not annotated)" in line for line in out)
+    assert out_csv.read_text().splitlines()[:3] == [
+        "case,label,dice,annotated",
+        "c1,cortex,nan,no",
+        "c1,absent,nan,yes",
+    ]
+    (tmp_path / "ds" / "dataset.json").write_text(json.dumps(meta))  # found beside --labels too
+    assert main(["evaluate", "--pred", str(pred), "--labels", str(ref)]) == 0
+    assert "mean Dice: 1.000" in capsys.readouterr().out

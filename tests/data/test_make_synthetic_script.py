@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from segattn.data.layout import load_dataset
+from segattn.data.phantoms import available
 
 SCRIPT = Path(__file__).resolve().parents[2] / "data_scripts" / "make_synthetic.py"
 
@@ -29,7 +30,24 @@ def test_writes_dataset(tmp_path, capsys):
     info = load_dataset(out)
     assert (out / "imagesTr" / "malc_000_0000.nii.gz").is_file()
     assert (out / "labelsTs" / "malc_002.nii.gz").is_file()
-    assert info.num_classes == 18
+    assert info.num_classes == 33
+
+
+def test_native_layout(tmp_path, capsys):
+    out = tmp_path / "raw"
+    argv = ["--kind", "malc", "--out", str(out), "--cases", "2", "--size", "32"]
+    assert _main()([*argv, "--layout", "native"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 1 and "native layout" in printed[0] and "32 structures" in printed[0]
+    assert (out / "training-labels" / "malc_001_glm.nii.gz").is_file()
+    assert not (out / "dataset.json").exists()
+
+
+def test_kind_choices_come_from_the_registry(capsys):
+    with pytest.raises(SystemExit):
+        _main()(["--help"])
+    usage = capsys.readouterr().out
+    assert "{" + ",".join(available()) + "}" in usage
 
 
 @pytest.mark.parametrize(
@@ -38,6 +56,7 @@ def test_writes_dataset(tmp_path, capsys):
         ["--kind", "nope", "--out", "x", "--cases", "2"],
         ["--kind", "malc", "--out", "x", "--cases", "two"],
         ["--kind", "malc", "--cases", "2"],
+        ["--kind", "malc", "--out", "x", "--cases", "2", "--layout", "msd"],
     ],
 )
 def test_bad_arguments_exit_2(argv, capsys):
