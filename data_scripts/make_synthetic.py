@@ -12,7 +12,7 @@ import sys
 import time
 from typing import NoReturn
 
-from segattn.data.phantoms import available, make_dataset
+from segattn.data.phantoms import LAYOUTS, available, make_dataset
 from segattn.errors import SegattnError
 
 PROG = "make_synthetic.py"
@@ -20,7 +20,6 @@ DESCRIPTION = (
     "Write a synthetic phantom dataset in the nnU-Net v2 layout (default) or, with --layout "
     "native, in the layout the real data is distributed in."
 )
-LAYOUTS = ("nnunet", "native")
 
 
 class _Parser(argparse.ArgumentParser):

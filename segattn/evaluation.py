@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segattn.data.layout import check_labels
-from segattn.data.visceral import MISSING_LABELS_KEY
+from segattn.data.layout import MISSING_LABELS_KEY, check_labels
 from segattn.errors import InputFileError, SegattnError
 from segattn.fileio import atomic_path
 from segattn.inference.io import (
@@ -140,19 +139,7 @@ def read_label_names(dataset_json: str | Path) -> dict[str, int]:
         InputFileError: unreadable JSON, no ``labels``, region-based or malformed labels.
     """
     path = Path(dataset_json)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise InputFileError(path, "no such file") from err
-    except (OSError, ValueError) as err:
-        raise InputFileError(path, f"cannot read JSON ({err})") from err
-    raw = data.get("labels") if isinstance(data, Mapping) else None
-    if not isinstance(raw, Mapping) or not raw:
-        raise InputFileError(path, "no 'labels' mapping")
-    try:
-        return _label_mapping(raw)
-    except ValueError as err:
-        raise InputFileError(path, str(err)) from err
+    return _labels_of(path, _read_json_mapping(path))
 
 
 def read_missing_labels(dataset_json: str | Path) -> dict[str, list[str]]:
@@ -164,13 +151,8 @@ def read_missing_labels(dataset_json: str | Path) -> dict[str, list[str]]:
             lists of structure names among ``labels``.
     """
     path = Path(dataset_json)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise InputFileError(path, "no such file") from err
-    except (OSError, ValueError) as err:
-        raise InputFileError(path, f"cannot read JSON ({err})") from err
-    raw = data.get(MISSING_LABELS_KEY) if isinstance(data, Mapping) else None
+    data = _read_json_mapping(path)
+    raw = data.get(MISSING_LABELS_KEY)
     if raw is None:
         return {}
     ok = isinstance(raw, Mapping) and all(
@@ -181,13 +163,39 @@ def read_missing_labels(dataset_json: str | Path) -> dict[str, list[str]]:
             path, f"'{MISSING_LABELS_KEY}' must map case names to lists of structure names"
         )
     missing = {str(case): list(names) for case, names in raw.items()}
-    known = set(read_label_names(path))
+    known = set(_labels_of(path, data))
     unknown = sorted({n for names in missing.values() for n in names} - known)
     if unknown:
         raise InputFileError(
             path, f"'{MISSING_LABELS_KEY}' names structures that are not labels: {unknown}"
         )
     return missing
+
+
+def _read_json_mapping(path: Path) -> Mapping[str, Any]:
+    """The JSON object in ``path`` (``{}`` when the file holds another JSON value).
+
+    Raises:
+        InputFileError: no such file, or unreadable JSON.
+    """
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise InputFileError(path, "no such file") from err
+    except (OSError, ValueError) as err:
+        raise InputFileError(path, f"cannot read JSON ({err})") from err
+    return data if isinstance(data, Mapping) else {}
+
+
+def _labels_of(path: Path, data: Mapping[str, Any]) -> dict[str, int]:
+    """Structure name -> value from the ``labels`` of ``data`` (read from ``path``)."""
+    raw = data.get("labels")
+    if not isinstance(raw, Mapping) or not raw:
+        raise InputFileError(path, "no 'labels' mapping")
+    try:
+        return _label_mapping(raw)
+    except ValueError as err:
+        raise InputFileError(path, str(err)) from err
 
 
 def _label_mapping(raw: Mapping[str, Any]) -> dict[str, int]:

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DATASET_JSON = "dataset.json"
+#: ``dataset.json`` key mapping a case to the structures not annotated in its label map (their
+#: background there is not evidence): ``{"missing_labels": {"CASE": ["gallbladder"]}}``.
+MISSING_LABELS_KEY = "missing_labels"
 _CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _CT_NAME = re.compile(r"(?<![A-Z])CT")
 

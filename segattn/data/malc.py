@@ -18,10 +18,8 @@ classes).
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from segattn.data._convert import copy_as_nii_gz, load_nifti
 from segattn.data.layout import (
     DATASET_JSON,
     channel_file,
@@ -51,7 +50,7 @@ from segattn.data.malc_labels import (
     to_quicknat,
 )
 from segattn.errors import InputFileError, SegattnError
-from segattn.fileio import atomic_path, copy_atomic, save_nifti_atomic
+from segattn.fileio import save_nifti_atomic
 
 __all__ = [
     "GRID_TOLERANCE_MM",
@@ -181,7 +180,7 @@ def prepare_malc(
         for case in cases:
             if case.label is not None:
                 try:
-                    ids |= present_ids(_read_ids(_load(case.label), case.label))
+                    ids |= present_ids(_read_ids(load_nifti(case.label), case.label))
                 except InputFileError as err:
                     failed[case.name, case.subset] = str(err)
         labels, original = all_protocol_labels(ids)
@@ -302,13 +301,6 @@ def _outputs(dst: Path, case: SourceCase) -> tuple[Path, Path]:
     return image, dst / f"labels{case.subset}" / f"{case.name}.nii.gz"
 
 
-def _load(path: Path) -> Any:
-    try:
-        return nib.load(str(path))
-    except Exception as err:  # nibabel raises many types for broken files
-        raise InputFileError(path, f"cannot read NIfTI: {err}") from None
-
-
 def _read_ids(image: Any, path: Path) -> np.ndarray:
     """Integer label data of a loaded label image (float data must hold whole numbers)."""
     try:
@@ -327,15 +319,15 @@ def _read_ids(image: Any, path: Path) -> np.ndarray:
 def _convert(
     case: SourceCase, image_out: Path, label_out: Path, id_to_class: IdToClass, dtype: Any
 ) -> None:
-    image = _load(case.image)
+    image = load_nifti(case.image)
     label_image = None
     if case.label is not None:
-        label = _load(case.label)
+        label = load_nifti(case.label)
         _check_grid(case, image, label)
         classes = relabel(_read_ids(label, case.label), id_to_class, dtype)
         label_image = _label_nifti(classes, label)
     image_out.parent.mkdir(parents=True, exist_ok=True)
-    _copy_image(case.image, image_out)
+    copy_as_nii_gz(case.image, image_out)
     if label_image is not None:
         label_out.parent.mkdir(parents=True, exist_ok=True)
         save_nifti_atomic(label_image, label_out)
@@ -358,31 +350,13 @@ def _check_grid(case: SourceCase, image: Any, label: Any) -> None:
         )
 
 
-def _label_nifti(classes: np.ndarray, source: Any) -> nib.Nifti1Image:
-    """Label image with the source label's header and affine and the new integer data."""
-    nifti = isinstance(source, nib.Nifti1Image)  # NIfTI-2 included: it stays NIfTI-2
-    header = source.header.copy() if nifti else None
-    image = (type(source) if nifti else nib.Nifti1Image)(classes, source.affine, header)
+def _label_nifti(classes: np.ndarray, source: nib.Nifti1Image) -> nib.Nifti1Image:
+    """Label image with the source label's header and affine and the new integer data (a NIfTI-2
+    source stays NIfTI-2)."""
+    image = type(source)(classes, source.affine, source.header.copy())
     image.set_data_dtype(classes.dtype)
     image.header.set_slope_inter(1.0, 0.0)
-    if header is None:
-        image.header.set_sform(source.affine, code=1)
-        image.header.set_qform(source.affine, code=1)
     return image
-
-
-def _copy_image(src: Path, dst: Path) -> None:
-    """Copy bit-exact: ``.nii.gz`` byte for byte, ``.nii`` gzip-compressed."""
-    if nifti_ending(src) == ".nii.gz":
-        copy_atomic(src, dst)
-        return
-    with (
-        atomic_path(dst) as tmp,
-        src.open("rb") as raw,
-        tmp.open("wb") as out,
-        gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=1, mtime=0) as packed,
-    ):
-        shutil.copyfileobj(raw, packed, length=1 << 20)
 
 
 def _one_line(err: InputFileError | OSError, case: SourceCase) -> str:

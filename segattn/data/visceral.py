@@ -1,14 +1,8 @@
 """Convert the VISCERAL Anatomy3 layout (one binary mask per organ) to an nnU-Net v2 dataset.
 
-VISCERAL (Jimenez-del-Toro et al., "Cloud-based evaluation of anatomical structure segmentation
-and landmark detection algorithms: VISCERAL Anatomy benchmarks", IEEE TMI 2016,
-https://doi.org/10.1109/TMI.2016.2578680) ships each scan as
-``Volumes/<patient>_<vol>_<modality>_<region>.nii.gz`` and each annotated organ as a binary mask
-``Segmentations/<patient>_<vol>_<modality>_<region>_<RadLexID>_<annotator>.nii.gz``, e.g.
-``Volumes/10000100_1_CTce_ThAb.nii.gz`` and ``Segmentations/10000100_1_CTce_ThAb_58_7.nii.gz``
-(liver, annotator 7). Here ``modality`` means ``<modality>_<region>`` (``CTce_ThAb``, ``CT_wb``,
-``MRT1_wb``, ``MRT1cefs_Ab``); ``.nii`` files and sub-folders of ``Volumes``/``Segmentations``
-are accepted, other files (landmarks ``.fcsv``, unknown RadLex IDs) are ignored.
+The layout as distributed (``Volumes/``, ``Segmentations/``, RadLex IDs, annotators) is read by
+:mod:`segattn.data.visceral_layout` and masks are merged by :mod:`segattn.data.visceral_merge`;
+their public names are importable from here too.
 
 :func:`convert_visceral` writes case ``<patient>_<vol>`` as ``imagesTr/<case>_0000.nii.gz``
 (the volume's bytes, unchanged; a ``.nii`` volume is only gzip-compressed) and
@@ -35,12 +29,8 @@ reported and skipped; the other cases are still converted.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import logging
-import re
-import shutil
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,85 +40,53 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from segattn.data._convert import copy_as_nii_gz, load_nifti
 from segattn.data.layout import (
     DATASET_JSON,
+    MISSING_LABELS_KEY,
     case_name_from_image,
     channel_file,
     nifti_ending,
-    strip_nifti_ending,
     write_dataset_json,
 )
+from segattn.data.visceral_layout import (
+    DEFAULT_MODALITY,
+    VISCERAL_ORGANS,
+    VisceralCase,
+    find_cases,
+    select_organs,
+    visceral_labels,
+)
+from segattn.data.visceral_merge import MergedLabels, label_image, mask_voxels, merge_masks
 from segattn.errors import InputFileError, SegattnError
-from segattn.fileio import atomic_path, copy_atomic, save_nifti_atomic
+from segattn.fileio import save_nifti_atomic
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "DEFAULT_MODALITY",
+    "FILE_ENDING",
+    "MISSING_LABELS_KEY",
+    "SETTINGS_KEY",
+    "VISCERAL_ORGANS",
+    "CaseResult",
+    "ConversionReport",
+    "MergedLabels",
+    "VisceralCase",
+    "channel_name",
+    "conversion_settings",
+    "convert_visceral",
+    "find_cases",
+    "label_image",
+    "mask_voxels",
+    "merge_masks",
+    "select_organs",
+    "settings_tag",
+    "visceral_dataset_json",
+    "visceral_labels",
+]
 
-#: Organ name -> RadLex ID, in class order (class 1 = liver, ..., class 20 = thyroid gland).
-VISCERAL_ORGANS: dict[str, int] = {
-    "liver": 58,
-    "spleen": 86,
-    "aorta": 480,
-    "trachea": 1247,
-    "right_lung": 1302,
-    "left_lung": 1326,
-    "pancreas": 170,
-    "gallbladder": 187,
-    "urinary_bladder": 237,
-    "sternum": 2473,
-    "lumbar_vertebra_1": 29193,
-    "right_kidney": 29662,
-    "left_kidney": 29663,
-    "right_adrenal_gland": 30324,
-    "left_adrenal_gland": 30325,
-    "right_psoas_major": 32248,
-    "left_psoas_major": 32249,
-    "right_rectus_abdominis": 40357,
-    "left_rectus_abdominis": 40358,
-    "thyroid_gland": 7578,
-}
-DEFAULT_MODALITY = "CTce_ThAb"
-MISSING_LABELS_KEY = "missing_labels"
 SETTINGS_KEY = "visceral"
 AFFINE_TOLERANCE = 1e-3  # mm; masks and volume must share the grid up to header rounding
 FILE_ENDING = ".nii.gz"
-
-_VOLUME_NAME = re.compile(r"^(?P<patient>[A-Za-z0-9]+)_(?P<vol>\d+)_(?P<modality>[A-Za-z]\w*)$")
-_MASK_NAME = re.compile(
-    r"^(?P<patient>[A-Za-z0-9]+)_(?P<vol>\d+)_(?P<modality>[A-Za-z]\w*?)"
-    r"_(?P<radlex>\d+)_(?P<annotator>\d+)$"
-)
-_RADLEX_TO_NAME = {radlex: name for name, radlex in VISCERAL_ORGANS.items()}
-
-
-def visceral_labels(organs: Sequence[str] | None = None) -> dict[str, int]:
-    """``{"background": 0, organ: 1, ...}`` for ``organs`` (default: all 20) in class order.
-
-    Raises:
-        ValueError: an unknown or repeated organ name, or an empty selection.
-    """
-    return {"background": 0, **{n: i for i, n in enumerate(select_organs(organs), start=1)}}
-
-
-def select_organs(organs: Sequence[str] | None = None) -> list[str]:
-    """The chosen organ names in the order of :data:`VISCERAL_ORGANS` (default: all).
-
-    Raises:
-        ValueError: an unknown or repeated name (the message lists the valid ones), or none.
-    """
-    if organs is None:
-        return list(VISCERAL_ORGANS)
-    names = [str(o) for o in organs]
-    unknown = [n for n in names if n not in VISCERAL_ORGANS]
-    if unknown:
-        raise ValueError(
-            f"unknown organ(s) {', '.join(unknown)}; choose from {', '.join(VISCERAL_ORGANS)}"
-        )
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"organ(s) given twice: {', '.join(repeated)}")
-    if not names:
-        raise ValueError("select at least one organ")
-    return [n for n in VISCERAL_ORGANS if n in names]
 
 
 def conversion_settings(
@@ -180,39 +138,6 @@ def visceral_dataset_json(
     }
 
 
-@dataclass(frozen=True)
-class VisceralCase:
-    """One source volume and the mask chosen for each selected organ.
-
-    Attributes:
-        name: case name ``<patient>_<vol>``.
-        volume: the volume file.
-        masks: organ name -> chosen mask file, in class order.
-        missing: selected organs without a (chosen annotator's) mask, in class order.
-    """
-
-    name: str
-    volume: Path
-    masks: dict[str, Path]
-    missing: list[str]
-
-
-@dataclass
-class MergedLabels:
-    """Result of :func:`merge_masks`.
-
-    Attributes:
-        label: uint8 label map.
-        overlap_voxels: voxels inside more than one mask.
-        overlaps: ``(kept, overwritten)`` organ pair -> voxels of ``overwritten`` given to the
-            smaller ``kept`` (a voxel in three masks counts once for each of two pairs).
-    """
-
-    label: np.ndarray
-    overlap_voxels: int = 0
-    overlaps: dict[tuple[str, str], int] = field(default_factory=dict)
-
-
 @dataclass
 class CaseResult:
     """Outcome of one case of :func:`convert_visceral`.
@@ -245,151 +170,6 @@ class ConversionReport:
     def overlap_voxels(self) -> int:
         """Overlapping voxels over the cases converted in this run."""
         return sum(c.overlap_voxels for c in self.cases)
-
-
-def mask_voxels(mask: np.ndarray) -> np.ndarray:
-    """Flat (C-order) indices of the voxels > 0 of a mask: the form :func:`merge_masks` takes."""
-    return np.flatnonzero(np.asarray(mask) > 0)
-
-
-def merge_masks(
-    masks: Mapping[str, np.ndarray], labels: Mapping[str, int], shape: Sequence[int]
-) -> MergedLabels:
-    """Merge binary organ masks into one uint8 label map; the smaller organ wins overlaps.
-
-    Organs are painted from the largest (most voxels) to the smallest, so every overlapping voxel
-    ends up with the smallest organ containing it; among organs of equal size, the one with the
-    lower label value wins.
-
-    Args:
-        masks: organ name -> flat C-order voxel indices (see :func:`mask_voxels`); this keeps
-            twenty masks of a 512x512x400 CT volume in tens, not thousands, of megabytes.
-        labels: organ name -> label value (1..255) for every key of ``masks``.
-        shape: the grid shape.
-
-    Returns:
-        the label map of ``shape`` and the overlap counts.
-
-    Example:
-        >>> a, b = np.zeros((4, 4), bool), np.zeros((4, 4), bool)
-        >>> a[:2], b[1, :2] = True, True
-        >>> merged = merge_masks({"liver": mask_voxels(a), "gallbladder": mask_voxels(b)},
-        ...                      {"liver": 1, "gallbladder": 2}, (4, 4))
-        >>> merged.label[1].tolist(), merged.overlap_voxels, merged.overlaps
-        ([2, 2, 1, 1], 2, {('gallbladder', 'liver'): 2})
-    """
-    unknown = [name for name in masks if name not in labels]
-    if unknown:
-        raise ValueError(f"no label value for {unknown}")
-    values = {name: int(labels[name]) for name in masks}
-    if any(not 1 <= v <= 255 for v in values.values()):
-        raise ValueError(f"label values must be in 1..255, got {values}")
-    name_of = {v: name for name, v in values.items()}
-    size = int(np.prod(shape))
-    label = np.zeros(size, np.uint8)
-    overlaps: dict[tuple[str, str], int] = {}
-    overwritten: list[np.ndarray] = []
-    for name in sorted(masks, key=lambda n: (-len(masks[n]), -values[n])):
-        index = np.asarray(masks[name])
-        if index.size and (index.min() < 0 or index.max() >= size):
-            raise ValueError(f"mask {name!r} has voxel indices outside a grid of {tuple(shape)}")
-        previous = label[index]
-        taken = previous != 0
-        if taken.any():
-            overwritten.append(index[taken])
-            counts = np.bincount(previous[taken], minlength=256)
-            for value in np.flatnonzero(counts):
-                overlaps[(name, name_of[int(value)])] = int(counts[value])
-        label[index] = values[name]
-    overlap_voxels = int(np.unique(np.concatenate(overwritten)).size) if overwritten else 0
-    return MergedLabels(label.reshape(tuple(shape)), overlap_voxels, overlaps)
-
-
-def label_image(label: np.ndarray, volume: nib.Nifti1Image, tag: str = "") -> nib.Nifti1Image:
-    """A uint8 label NIfTI with ``volume``'s header geometry (qform, sform and their codes).
-
-    The header is the volume's with the data type set to uint8, no intensity scaling and
-    ``descrip`` set to ``tag``.
-    """
-    header = nib.Nifti1Header()
-    source = volume.header
-    header.set_data_shape(label.shape)
-    header.set_zooms(tuple(float(z) for z in source.get_zooms()[: label.ndim]))
-    header.set_xyzt_units(*source.get_xyzt_units())
-    qform, qcode = source.get_qform(coded=True)
-    sform, scode = source.get_sform(coded=True)
-    if qform is not None:
-        header.set_qform(qform, code=int(qcode))
-    if sform is not None:
-        header.set_sform(sform, code=int(scode))
-    if qform is None and sform is None:  # an Analyze-like header: keep its best affine
-        header.set_sform(volume.affine, code=1)
-    header.set_data_dtype(np.uint8)
-    header["descrip"] = tag.encode()[:79]
-    return nib.Nifti1Image(np.ascontiguousarray(label, dtype=np.uint8), None, header=header)
-
-
-def find_cases(
-    src: str | Path,
-    modality: str = DEFAULT_MODALITY,
-    annotator: int | None = None,
-    organs: Sequence[str] | None = None,
-) -> list[VisceralCase]:
-    """The cases of one modality in a VISCERAL folder, sorted by name, with their chosen masks.
-
-    Raises:
-        InputFileError: ``src``, its ``Volumes`` or ``Segmentations`` folder is missing, no
-            volume of ``modality`` is found, or two files claim the same volume or mask.
-        ValueError: bad ``organs``.
-    """
-    chosen = select_organs(organs)
-    src = Path(src)
-    if not src.is_dir():
-        raise InputFileError(src, "no such folder" if not src.exists() else "not a folder")
-    volumes_dir, masks_dir = _subfolder(src, "Volumes"), _subfolder(src, "Segmentations")
-    volumes: dict[str, Path] = {}
-    for path in _nifti_files(volumes_dir):
-        match = _VOLUME_NAME.match(strip_nifti_ending(path))
-        if match is None or match["modality"] != modality:
-            continue
-        case = f"{match['patient']}_{match['vol']}"
-        if case in volumes:
-            raise InputFileError(path, f"volume of case {case} also stored as {volumes[case]}")
-        volumes[case] = path
-    if not volumes:
-        raise InputFileError(
-            volumes_dir, f"no volumes named <patient>_<vol>_{modality}.nii[.gz] found"
-        )
-    found: dict[tuple[str, str], dict[int, Path]] = {}
-    for path in _nifti_files(masks_dir):
-        match = _MASK_NAME.match(strip_nifti_ending(path))
-        if match is None or match["modality"] != modality:
-            continue
-        case = f"{match['patient']}_{match['vol']}"
-        organ = _RADLEX_TO_NAME.get(int(match["radlex"]))
-        if organ is None or organ not in chosen:
-            continue
-        if case not in volumes:
-            logger.warning("%s: no volume %s_%s; ignored", path, case, modality)
-            continue
-        by_annotator = found.setdefault((case, organ), {})
-        reader = int(match["annotator"])
-        if reader in by_annotator:
-            raise InputFileError(path, f"mask also stored as {by_annotator[reader]}")
-        by_annotator[reader] = path
-    cases = []
-    for case in sorted(volumes):
-        masks: dict[str, Path] = {}
-        for organ in chosen:
-            by_annotator = found.get((case, organ), {})
-            if annotator is not None:
-                if annotator in by_annotator:
-                    masks[organ] = by_annotator[annotator]
-            elif by_annotator:
-                masks[organ] = by_annotator[min(by_annotator)]
-        missing = [organ for organ in chosen if organ not in masks]
-        cases.append(VisceralCase(case, volumes[case], masks, missing))
-    return cases
 
 
 def convert_visceral(
@@ -480,13 +260,13 @@ def _convert_case(
     image_out: Path,
     label_out: Path,
 ) -> MergedLabels:
-    volume = _load(case.volume)
+    volume = load_nifti(case.volume)
     if len(volume.shape) != 3:
         raise InputFileError(case.volume, f"expected a 3D volume, got shape {volume.shape}")
     labels = visceral_labels(list(settings["radlex"]))
     masks: dict[str, np.ndarray] = {}
     for organ, path in case.masks.items():
-        mask = _load(path)
+        mask = load_nifti(path)
         shape = tuple(mask.shape)
         if shape[3:] and all(s == 1 for s in shape[3:]):
             shape = shape[:3]
@@ -510,47 +290,9 @@ def _convert_case(
         masks[organ] = mask_voxels(data)
         del data
     merged = merge_masks(masks, labels, volume.shape)
-    _copy_volume(case.volume, image_out)
+    copy_as_nii_gz(case.volume, image_out)
     save_nifti_atomic(label_image(merged.label, volume, tag), label_out)
     return merged
-
-
-def _copy_volume(src: Path, dst: Path) -> None:
-    """The volume's bytes as ``dst`` (.nii.gz): copied, or gzip-compressed if ``src`` is .nii."""
-    if nifti_ending(src) == ".nii.gz":
-        copy_atomic(src, dst)
-        return
-    with (
-        atomic_path(dst) as tmp,
-        src.open("rb") as fin,
-        gzip.GzipFile(tmp, "wb", mtime=0) as fout,
-    ):
-        shutil.copyfileobj(fin, fout, 1 << 20)
-
-
-def _load(path: Path) -> nib.Nifti1Image:
-    try:
-        img = nib.load(path)
-    except Exception as err:  # nibabel raises many kinds for a broken file
-        raise InputFileError(path, f"cannot read as NIfTI ({err})") from err
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise InputFileError(path, f"not a NIfTI image ({type(img).__name__})")
-    return img
-
-
-def _subfolder(src: Path, name: str) -> Path:
-    for candidate in (src / name, src / name.lower()):
-        if candidate.is_dir():
-            return candidate
-    raise InputFileError(src / name, f"missing folder (a VISCERAL folder holds {name}/)")
-
-
-def _nifti_files(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and nifti_ending(p) is not None
-    )
 
 
 def _check_destination(src: Path, dst: Path) -> None:

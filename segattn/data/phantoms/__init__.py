@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from segattn.data.layout import DatasetInfo
-from segattn.data.phantoms._common import ORIENTATIONS, PhantomCase
+from segattn.data.phantoms._common import LAYOUTS, ORIENTATIONS, PhantomCase
 from segattn.data.phantoms.malc import FOV_MM, MALC_LABELS, make_malc_case, make_malc_dataset
 from segattn.data.phantoms.visceral import (
     VISCERAL_LABELS,
@@ -23,6 +23,7 @@ from segattn.data.phantoms.visceral import (
 
 __all__ = [
     "FOV_MM",
+    "LAYOUTS",
     "MALC_LABELS",
     "ORIENTATIONS",
     "PhantomCase",

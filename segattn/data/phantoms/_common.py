@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 #: Voxel axis orders a phantom case may be stored in: RAS (nnU-Net/MNI-like), LAS (FSL
 #: radiological), LPS (DICOM/ITK), LIA (FreeSurfer conformed), PIR and ASL (sagittal acquisitions).
 ORIENTATIONS = ("RAS", "LAS", "LPS", "LIA", "PIR", "ASL")
+#: Dataset layouts a phantom kind writes: nnU-Net v2, or the real data's distributed layout.
+LAYOUTS = ("nnunet", "native")
 
 _AXIS_GROUP = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
 _AXIS_VECTORS = {
@@ -242,34 +244,26 @@ def write_phantom_dataset(
         ValueError: bad ``cases``/``test_cases``.
         SegattnError: the folder holds another dataset and ``overwrite`` is False.
     """
-    if cases < 1 or not 0 <= test_cases < cases:
-        raise ValueError(f"need cases >= 1 and 0 <= test_cases < cases, got {cases=} {test_cases=}")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputFileError(out, "exists and is not a folder")
+    out = phantom_folder(out_dir, cases, test_cases)
     seeds = case_seeds(seed, cases)
     record = {"kind": kind, "cases": cases, "test_cases": test_cases, "seed": seed, **params}
     json_path = out / DATASET_JSON
-    if json_path.is_file() and not overwrite:
-        existing = _recorded_params(json_path)
-        if existing != record:
-            shown = ", ".join(f"{k}={v}" for k, v in existing.items()) if existing else ""
-            what = f"a different synthetic dataset ({shown})" if existing else "another dataset"
-            raise SegattnError(
-                f"{out} holds {what}; pass overwrite=True (--overwrite) to replace it"
-            )
-        try:
-            info = load_dataset(out)
-        except SegattnError as err:
-            logger.info("regenerating incomplete dataset in %s (%s)", out, err)
-        else:
-            if len(info.test) == test_cases and all(c.label for c in info.test):
-                logger.info("%s already holds this %s dataset; skipping", out, kind)
-                return info
+    if not overwrite:
+        existing = reuse_dataset(out, record, test_cases)
+        if existing is not None:
+            return existing
     json_path.unlink(missing_ok=True)
     names = [f"{kind}_{i:03d}" for i in range(cases)]
     subsets = ["Tr"] * (cases - test_cases) + ["Ts"] * test_cases
-    _remove_stale_cases(out, kind, set(zip(subsets, names, strict=True)))
+    keep = set(zip(subsets, names, strict=True))
+
+    def stale(path: Path) -> bool:
+        folder = path.parent.name
+        case = case_name_from_image(path) if folder.startswith("images") else path.name
+        case = case.removesuffix(".nii.gz")
+        return path.name.startswith(f"{kind}_") and (folder[-2:], case) not in keep
+
+    remove_stale([out / f for f in ("imagesTr", "labelsTr", "imagesTs", "labelsTs")], stale)
     for name, subset, case_seed in zip(names, subsets, seeds, strict=True):
         image, label, affine = make_case(case_seed)
         for folder in (out / f"images{subset}", out / f"labels{subset}"):
@@ -288,25 +282,83 @@ def write_phantom_dataset(
     return load_dataset(out)
 
 
-def _recorded_params(json_path: Path) -> dict[str, object] | None:
+def check_size_and_layout(size: int, layout: str) -> None:
+    """Raise ValueError for ``size < 16`` or a ``layout`` not in :data:`LAYOUTS`."""
+    if size < 16:
+        raise ValueError(f"size must be >= 16, got {size}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+
+
+def phantom_folder(out_dir: str | Path, cases: int, test_cases: int) -> Path:
+    """``out_dir`` as a Path after checking the case counts and that it is not a file.
+
+    Raises:
+        ValueError: ``cases < 1`` or ``test_cases`` not in ``0..cases-1``.
+        InputFileError: ``out_dir`` exists and is not a folder.
+    """
+    if cases < 1 or not 0 <= test_cases < cases:
+        raise ValueError(f"need cases >= 1 and 0 <= test_cases < cases, got {cases=} {test_cases=}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(out, "exists and is not a folder")
+    return out
+
+
+def reuse_dataset(out: Path, record: Mapping[str, object], test_cases: int) -> DatasetInfo | None:
+    """The complete nnU-Net dataset in ``out`` whose dataset.json records ``record`` under
+    ``"synthetic"``, or None when there is none (no dataset.json, or files missing).
+
+    Raises:
+        SegattnError: ``out``'s dataset.json records another dataset.
+    """
+    json_path = out / DATASET_JSON
+    if not json_path.is_file():
+        return None
+    existing = read_record(json_path, "synthetic")
+    if existing != record:
+        raise SegattnError(
+            f"{out} holds {describe_record(existing)}; pass overwrite=True (--overwrite) to "
+            "replace it"
+        )
     try:
-        recorded = json.loads(json_path.read_text(encoding="utf-8")).get("synthetic")
+        info = load_dataset(out)
+    except SegattnError as err:
+        logger.info("regenerating incomplete dataset in %s (%s)", out, err)
+        return None
+    if len(info.test) == test_cases and all(c.label for c in info.test):
+        logger.info("%s already holds this %s dataset; skipping", out, record.get("kind"))
+        return info
+    return None
+
+
+def read_record(path: Path, key: str | None = None) -> dict[str, object] | None:
+    """The JSON object in ``path`` (its ``key`` entry if given), or None if unreadable or not
+    an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        recorded = data if key is None else data.get(key)
     except (OSError, ValueError, AttributeError):
         return None
     return recorded if isinstance(recorded, dict) else None
 
 
-def _remove_stale_cases(out: Path, kind: str, keep: set[tuple[str, str]]) -> None:
-    """Delete ``{kind}_*`` files not in ``keep`` ((subset, case) pairs) and leftover temporaries."""
-    for folder in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
-        directory = out / folder
+def describe_record(record: Mapping[str, object] | None) -> str:
+    """``"a different synthetic dataset (kind=..., ...)"``, or ``"another dataset"`` without a
+    record: what a folder holds, for error messages."""
+    if not record:
+        return "another dataset"
+    return f"a different synthetic dataset ({', '.join(f'{k}={v}' for k, v in record.items())})"
+
+
+def remove_stale(folders: Iterable[Path], stale: Callable[[Path], bool]) -> None:
+    """Delete the entries of ``folders`` for which ``stale(path)`` holds, and leftover
+    temporaries (``.tmp-*``) of the atomic writers; missing folders are passed over."""
+    for directory in folders:
         if not directory.is_dir():
             continue
         for path in directory.iterdir():
-            case = case_name_from_image(path) if folder.startswith("images") else path.name
-            case = case.removesuffix(".nii.gz")
-            stale = path.name.startswith(f"{kind}_") and (folder[-2:], case) not in keep
-            if path.name.startswith(".tmp-") or stale:
+            if path.name.startswith(".tmp-") or stale(path):
                 if path.is_dir():
                     shutil.rmtree(path)
                 else:

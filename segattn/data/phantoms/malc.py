@@ -41,6 +41,7 @@ from segattn.data.phantoms._common import (
     PhantomCase,
     atlas_coordinates,
     bias_field,
+    check_size_and_layout,
     make_geometry,
     rician_noise,
     smooth_displacement,
@@ -51,7 +52,6 @@ from segattn.data.phantoms._common import (
 FOV_MM = 176.0
 #: Structure name -> label value (nnU-Net ``labels`` order): QuickNAT's 33 classes.
 MALC_LABELS: dict[str, int] = dict(QUICKNAT_LABELS)
-LAYOUTS = ("nnunet", "native")
 _VERSION = 2
 _INTENSITY_SCALE = 110.0  # WM in image units, roughly as in OASIS scans
 
@@ -127,10 +127,7 @@ def make_malc_dataset(
     """
     from segattn.data.phantoms.malc_native import write_native_dataset
 
-    if size < 16:
-        raise ValueError(f"size must be >= 16, got {size}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    check_size_and_layout(size, layout)
     params = {"size": size, "version": _VERSION}
     if layout == "native":
         return write_native_dataset(

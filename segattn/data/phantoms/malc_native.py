@@ -14,14 +14,21 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from segattn.data.layout import Case, DatasetInfo, strip_nifti_ending
 from segattn.data.malc_labels import QUICKNAT_LABELS
-from segattn.data.phantoms._common import PhantomCase, case_seeds, to_nifti
-from segattn.errors import InputFileError, SegattnError
+from segattn.data.phantoms._common import (
+    PhantomCase,
+    case_seeds,
+    describe_record,
+    phantom_folder,
+    read_record,
+    remove_stale,
+    to_nifti,
+)
+from segattn.errors import SegattnError
 from segattn.fileio import save_nifti_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -61,11 +68,7 @@ def write_native_dataset(
         ValueError: bad ``cases``/``test_cases``.
         SegattnError: the folder holds other data and ``overwrite`` is False.
     """
-    if cases < 1 or not 0 <= test_cases < cases:
-        raise ValueError(f"need cases >= 1 and 0 <= test_cases < cases, got {cases=} {test_cases=}")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputFileError(out, "exists and is not a folder")
+    out = phantom_folder(out_dir, cases, test_cases)
     record = {
         "kind": "malc",
         "layout": "native",
@@ -88,12 +91,11 @@ def write_native_dataset(
     )
     record_path = out / RECORD
     if not overwrite:
-        existing = _read_record(record_path)
+        existing = read_record(record_path)
         if existing is not None and existing != record:
-            shown = ", ".join(f"{k}={v}" for k, v in existing.items())
             raise SegattnError(
-                f"{out} holds a different synthetic dataset ({shown}); pass overwrite=True "
-                "(--overwrite) to replace it"
+                f"{out} holds {describe_record(existing)}; pass overwrite=True (--overwrite) to "
+                "replace it"
             )
         if existing is None and out.is_dir() and any(_visible(out)):
             raise SegattnError(
@@ -120,25 +122,9 @@ def _visible(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if not p.name.startswith(".")]
 
 
-def _read_record(path: Path) -> dict[str, object] | None:
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return recorded if isinstance(recorded, dict) else None
-
-
 def _remove_stale(out: Path, keep: set[Path]) -> None:
     """Delete ``malc_*`` NIfTI files not in ``keep`` and leftover temporaries."""
-    for folder in _FOLDERS.values():
-        for kind in ("images", "labels"):
-            directory = out / f"{folder}-{kind}"
-            if not directory.is_dir():
-                continue
-            for path in directory.iterdir():
-                stale = strip_nifti_ending(path).startswith("malc_") and path not in keep
-                if path.name.startswith(".tmp-") or stale:
-                    if path.is_dir():
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink()
+    remove_stale(
+        [out / f"{folder}-{kind}" for folder in _FOLDERS.values() for kind in ("images", "labels")],
+        lambda path: strip_nifti_ending(path).startswith("malc_") and path not in keep,
+    )

@@ -28,10 +28,8 @@ makes of them (same images, labels, dataset.json), merging masks with the conver
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
-import shutil
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,7 +48,13 @@ from segattn.data.phantoms._common import (
     PhantomCase,
     atlas_coordinates,
     case_seeds,
+    check_size_and_layout,
+    describe_record,
     make_geometry,
+    phantom_folder,
+    read_record,
+    remove_stale,
+    reuse_dataset,
     smooth_displacement,
     to_nifti,
 )
@@ -67,10 +71,8 @@ from segattn.data.visceral import (
     visceral_dataset_json,
     visceral_labels,
 )
-from segattn.errors import InputFileError, SegattnError
+from segattn.errors import SegattnError
 from segattn.fileio import save_nifti_atomic, write_text_atomic
-
-logger = logging.getLogger(__name__)
 
 #: Structure name -> label value of a phantom's label map (all 20 VISCERAL organs).
 VISCERAL_LABELS: dict[str, int] = visceral_labels()
@@ -78,7 +80,6 @@ VISCERAL_LABELS: dict[str, int] = visceral_labels()
 AXIAL_ORIENTATIONS = ("LPS", "RAS", "LAS", "LPI", "RPI")
 #: Case ``i`` is patient ``PATIENT_BASE + i``, volume 1: case name ``"90000000_1"``.
 PATIENT_BASE = 90_000_000
-LAYOUTS = ("nnunet", "native")
 MARKER = "synthetic.json"  # native layout: the generation record, written last
 _FOV_RANGE = (400.0, 460.0)
 _SLICE_RATIO = (1.5 / 0.8, 3.0 / 0.8)
@@ -212,17 +213,10 @@ def make_visceral_dataset(
         >>> len(info.training), len(info.test), info.num_classes, info.channel_names
         (2, 1, 21, {'0': 'CT'})
     """
-    if size < 16:
-        raise ValueError(f"size must be >= 16, got {size}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    if cases < 1 or not 0 <= test_cases < cases:
-        raise ValueError(f"need cases >= 1 and 0 <= test_cases < cases, got {cases=} {test_cases=}")
+    check_size_and_layout(size, layout)
+    out = phantom_folder(out_dir, cases, test_cases)
     if layout == "native" and test_cases:
         raise ValueError("the native VISCERAL layout has no test split; use test_cases=0")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputFileError(out, "exists and is not a folder")
     record = {
         "kind": "visceral",
         "cases": cases,
@@ -248,21 +242,11 @@ def make_visceral_dataset(
             name="synthetic_visceral",
             layout="visceral",
         )
-    json_path = out / DATASET_JSON
-    if json_path.is_file() and not overwrite:
-        existing = _recorded(json_path, "synthetic")
-        if existing != record:
-            raise SegattnError(
-                f"{out} holds {_describe(existing)}; pass overwrite=True (--overwrite)"
-            )
-        try:
-            info = load_dataset(out)
-        except SegattnError as err:
-            logger.info("regenerating incomplete dataset in %s (%s)", out, err)
-        else:
-            if len(info.test) == test_cases and all(c.label for c in info.test):
-                return info
-    json_path.unlink(missing_ok=True)
+    if not overwrite:
+        existing = reuse_dataset(out, record, test_cases)
+        if existing is not None:
+            return existing
+    (out / DATASET_JSON).unlink(missing_ok=True)
     subsets = ["Tr"] * (cases - test_cases) + ["Ts"] * test_cases
     keep = {(f"images{s}", f"{n}_0000{FILE_ENDING}") for s, n in zip(subsets, names, strict=True)}
     keep |= {(f"labels{s}", f"{n}{FILE_ENDING}") for s, n in zip(subsets, names, strict=True)}
@@ -317,13 +301,14 @@ def _write_native(
         plan.append((name, stem, masks))
     complete = all((out / d / f).is_file() for d, fs in files.items() for f in fs)
     if not overwrite:
-        existing = _recorded(marker, None) if marker.is_file() else None
+        existing = read_record(marker) if marker.is_file() else None
         if existing == record and complete:
             return
         foreign = out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir())
         if (existing is not None and existing != record) or (foreign and existing is None):
             raise SegattnError(
-                f"{out} holds {_describe(existing)}; pass overwrite=True (--overwrite)"
+                f"{out} holds {describe_record(existing)}; pass overwrite=True (--overwrite) to "
+                "replace it"
             )
     marker.unlink(missing_ok=True)
     keep = {(d, f) for d, fs in files.items() for f in fs}
@@ -387,33 +372,11 @@ def _render(tissue: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(image), -1024, 3071).astype(np.float32)
 
 
-def _recorded(path: Path, key: str | None) -> dict[str, object] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        recorded = data if key is None else data.get(key)
-    except (OSError, ValueError, AttributeError):
-        return None
-    return recorded if isinstance(recorded, dict) else None
-
-
-def _describe(record: dict[str, object] | None) -> str:
-    if not record:
-        return "another dataset"
-    return (
-        "a different synthetic dataset (" + ", ".join(f"{k}={v}" for k, v in record.items()) + ")"
-    )
-
-
 def _remove_stale(out: Path, folders: tuple[str, ...], keep: set[tuple[str, str]]) -> None:
     """Delete phantom-named files (``9xxxxxxx_1...``) not in ``keep`` and leftover temporaries."""
-    for folder in folders:
-        directory = out / folder
-        if not directory.is_dir():
-            continue
-        for path in directory.iterdir():
-            stale = _PHANTOM_FILE.match(path.name) and (folder, path.name) not in keep
-            if path.name.startswith(".tmp-") or stale:
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
+    remove_stale(
+        [out / folder for folder in folders],
+        lambda path: (
+            bool(_PHANTOM_FILE.match(path.name)) and (path.parent.name, path.name) not in keep
+        ),
+    )
