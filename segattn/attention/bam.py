@@ -39,8 +39,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from segattn.attention._gate import GatedAttention, as_channel_gate
 from segattn.attention.registry import register
 from segattn.layers import (
+    ChannelMLP,
     check_positive_int,
     check_spatial_dims,
     conv_type,
@@ -55,7 +57,7 @@ COMBINES = ("sum", "product")
 
 
 @register("bam", paper="Park et al., BMVC 2018", url="https://arxiv.org/abs/1807.06514")
-class BottleneckAttention(nn.Module):
+class BottleneckAttention(GatedAttention):
     """BAM: ``x * (1 + sigmoid(M_c (+ or *) M_s))`` for 1D, 2D and 3D inputs.
 
     Parameters, with ``h = max(C // reduction, min_channels)``, ``d = spatial_dims`` and the
@@ -109,8 +111,7 @@ class BottleneckAttention(nn.Module):
         self.combine = combine
         self.norm_name = "none" if norm is None else str(norm).lower()
 
-        self.fc1 = nn.Linear(channels, h)
-        self.fc2 = nn.Linear(h, channels)
+        self.mlp = ChannelMLP(channels, h, act="relu")
 
         conv = conv_type(spatial_dims)
         bias = self.norm_name == "none"
@@ -133,9 +134,7 @@ class BottleneckAttention(nn.Module):
         Returns:
             ``(N, C, 1, ..., 1)``.
         """
-        n, c = x.shape[:2]
-        squeezed = x.mean(dim=reduce_dims(x.ndim))
-        return self.fc2(torch.relu(self.fc1(squeezed))).view(n, c, *[1] * (x.ndim - 2))
+        return as_channel_gate(self.mlp(x.mean(dim=reduce_dims(x.ndim))), x.ndim)
 
     def spatial_attention(self, x: Tensor) -> Tensor:
         """Spatial branch ``M_s`` (logits, before the sigmoid).
@@ -161,10 +160,6 @@ class BottleneckAttention(nn.Module):
         m_s = self.spatial_attention(x)
         logits = m_c + m_s if self.combine == "sum" else m_c * m_s
         return 1 + torch.sigmoid(logits)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Residual recalibration: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        return x * self.gate(x)
 
     def extra_repr(self) -> str:
         return (

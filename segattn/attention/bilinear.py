@@ -48,6 +48,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from segattn.attention._gate import GatedAttention
 from segattn.attention.registry import register
 from segattn.layers import conv_type, hidden_channels, norm_layer, reduce_dims
 
@@ -95,7 +96,7 @@ def _block(in_channels: int, out_channels: int, spatial_dims: int, norm: str) ->
     url="https://openaccess.thecvf.com/content_ICCV_2019/html/"
     "Fang_Bilinear_Attention_Networks_for_Person_Retrieval_ICCV_2019_paper.html",
 )
-class BilinearAttention(nn.Module):
+class BilinearAttention(GatedAttention):
     """Bilinear (second-order) attention for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.
 
     Parameters, with ``C' = max(C // reduction, min_channels)`` and ``P = C'(C'+1)/2``:
@@ -156,10 +157,6 @@ class BilinearAttention(nn.Module):
         b = second_order(self.reduce(x))
         g_global = self.global_path(b.mean(dim=reduce_dims(b.ndim), keepdim=True))
         return torch.sigmoid(g_global * self.local_path(b))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Recalibrate every position and channel: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        return x * self.gate(x)
 
     def extra_repr(self) -> str:
         return (

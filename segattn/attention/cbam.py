@@ -36,9 +36,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from segattn.attention._gate import as_channel_gate
 from segattn.attention.registry import register
 from segattn.layers import (
-    act_layer,
+    ChannelMLP,
     check_positive_int,
     check_spatial_dims,
     conv_type,
@@ -101,9 +102,7 @@ class ConvolutionalBlockAttention(nn.Module):
             raise ValueError(f"kernel_size must be odd, got {kernel_size!r}")
         self.channels = channels
         self.kernel_size = kernel_size
-        self.fc1 = nn.Linear(channels, self.hidden)
-        self.act = act_layer(act)
-        self.fc2 = nn.Linear(self.hidden, channels)
+        self.mlp = ChannelMLP(channels, self.hidden, act=act)
         self.spatial_norm = "none" if spatial_norm is None else str(spatial_norm).lower()
         with_norm = self.spatial_norm != "none"
         self.spatial_conv = conv_type(spatial_dims)(
@@ -123,11 +122,9 @@ class ConvolutionalBlockAttention(nn.Module):
         Returns:
             ``(N, C, 1, ..., 1)`` with values in (0, 1).
         """
-        n, c = x.shape[:2]
         dims = reduce_dims(x.ndim)
         pooled = torch.stack((x.mean(dim=dims), x.amax(dim=dims)))  # (2, N, C): one MLP call
-        logits = self.fc2(self.act(self.fc1(pooled))).sum(dim=0)
-        return torch.sigmoid(logits).view(n, c, *[1] * (x.ndim - 2))
+        return as_channel_gate(torch.sigmoid(self.mlp(pooled).sum(dim=0)), x.ndim)
 
     def spatial_gate(self, x: Tensor) -> Tensor:
         """Spatial gate ``sigmoid(conv([mean_c(x), max_c(x)]))`` of its input.

@@ -38,16 +38,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from segattn.attention._gate import ChannelGate, as_channel_gate
 from segattn.attention.registry import register
-from segattn.layers import check_spatial_dims, hidden_channels, reduce_dims
+from segattn.layers import ChannelMLP, check_spatial_dims, hidden_channels, reduce_dims
 
 __all__ = ["DIACell", "DenseImplicitAttention"]
-
-
-def _gate_mlp(channels: int, hidden: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 4 * channels)
-    )
 
 
 class DIACell(nn.Module):
@@ -69,8 +64,8 @@ class DIACell(nn.Module):
         super().__init__()
         self.hidden = hidden_channels(channels, reduction, min_channels)
         self.channels = channels
-        self.input_gates = _gate_mlp(channels, self.hidden)
-        self.hidden_gates = _gate_mlp(channels, self.hidden)
+        self.input_gates = ChannelMLP(channels, self.hidden, 4 * channels)
+        self.hidden_gates = ChannelMLP(channels, self.hidden, 4 * channels)
         self._state: tuple[Tensor, Tensor] | None = None
 
     @property
@@ -122,7 +117,7 @@ class DIACell(nn.Module):
 
 
 @register("dia", paper="Huang et al., AAAI 2020", url="https://arxiv.org/abs/1905.10671")
-class DenseImplicitAttention(nn.Module):
+class DenseImplicitAttention(ChannelGate):
     """DIANet channel attention for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.
 
     Parameters: ``2*(5*C*h + h + 4*C)`` with ``h = max(C // reduction, min_channels)`` (the
@@ -206,14 +201,9 @@ class DenseImplicitAttention(nn.Module):
         Returns:
             ``(N, C, 1, ..., 1)`` with values in (0, 1).
         """
-        n, c = x.shape[:2]
         s = x.mean(dim=reduce_dims(x.ndim))
         h = self.cell.step(s) if self.is_shared else self.cell(s)[0]
-        return h.view(n, c, *[1] * (x.ndim - 2))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Rescale channels: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        return x * self.gate(x)
+        return as_channel_gate(h, x.ndim)
 
     def extra_repr(self) -> str:
         return (

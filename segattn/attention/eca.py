@@ -31,6 +31,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from segattn.attention._gate import ChannelGate, as_channel_gate
 from segattn.attention.registry import register
 from segattn.layers import check_positive_int, check_spatial_dims, reduce_dims
 
@@ -60,7 +61,7 @@ def adaptive_kernel_size(channels: int, gamma: float = 2.0, b: float = 1.0) -> i
 
 
 @register("eca", paper="Wang et al., CVPR 2020", url="https://arxiv.org/abs/1910.03151")
-class EfficientChannelAttention(nn.Module):
+class EfficientChannelAttention(ChannelGate):
     """Efficient channel attention for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.
 
     Parameters: ``k`` (the 1D kernel, no bias), where ``k = kernel_size`` or, by default, the
@@ -117,15 +118,7 @@ class EfficientChannelAttention(nn.Module):
         """
         n, c = x.shape[:2]
         squeezed = x.mean(dim=reduce_dims(x.ndim)).view(n, 1, c)
-        return torch.sigmoid(self.conv(squeezed)).view(n, c, *[1] * (x.ndim - 2))
-
-    def channel_gate(self, x: Tensor) -> Tensor:
-        """The same as ``gate``: ``(N, C, *spatial) -> (N, C, 1, ..., 1)``."""
-        return self.gate(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Rescale channels: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        return x * self.gate(x)
+        return as_channel_gate(torch.sigmoid(self.conv(squeezed)), x.ndim)
 
     def extra_repr(self) -> str:
         return (

@@ -42,10 +42,11 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from segattn.attention._gate import ChannelGate, as_channel_gate
 from segattn.attention.registry import register
-from segattn.layers import act_layer, check_positive_int, check_spatial_dims, hidden_channels
+from segattn.layers import ChannelMLP, check_positive_int, check_spatial_dims, hidden_channels
 
 __all__ = ["TOP_FREQUENCIES_7X7", "FrequencyChannelAttention", "dct_basis", "dct_frequencies"]
 
@@ -138,7 +139,7 @@ def dct_basis(frequencies: list[tuple[int, ...]], grid: int) -> Tensor:
 
 
 @register("fca", paper="Qin et al., ICCV 2021", url="https://arxiv.org/abs/2012.11879")
-class FrequencyChannelAttention(nn.Module):
+class FrequencyChannelAttention(ChannelGate):
     """Multi-spectral (DCT) channel attention for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.
 
     Parameters: ``2*C*h`` (two linear layers without bias), ``h = max(C // reduction,
@@ -194,9 +195,7 @@ class FrequencyChannelAttention(nn.Module):
         self.register_buffer(
             "basis", dct_basis(self.frequencies, self.grid).flatten(1), persistent=False
         )
-        self.fc1 = nn.Linear(channels, self.hidden, bias=False)
-        self.act = act_layer("relu")
-        self.fc2 = nn.Linear(self.hidden, channels, bias=False)
+        self.mlp = ChannelMLP(channels, self.hidden, act="relu", bias=False)
 
     def frequency_pool(self, x: Tensor) -> Tensor:
         """DCT-pooled channel descriptor.
@@ -222,17 +221,7 @@ class FrequencyChannelAttention(nn.Module):
         Returns:
             ``(N, C, 1, ..., 1)`` with values in (0, 1).
         """
-        n, c = x.shape[:2]
-        weights = torch.sigmoid(self.fc2(self.act(self.fc1(self.frequency_pool(x)))))
-        return weights.view(n, c, *[1] * (x.ndim - 2))
-
-    def channel_gate(self, x: Tensor) -> Tensor:
-        """The same as ``gate``: ``(N, C, *spatial) -> (N, C, 1, ..., 1)``."""
-        return self.gate(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Rescale channels: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        return x * self.gate(x)
+        return as_channel_gate(torch.sigmoid(self.mlp(self.frequency_pool(x))), x.ndim)
 
     def extra_repr(self) -> str:
         return (

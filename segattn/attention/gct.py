@@ -36,6 +36,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from segattn.attention._gate import ChannelGate, as_channel_gate
 from segattn.attention.registry import register
 from segattn.layers import check_positive_int, check_spatial_dims, reduce_dims
 
@@ -45,7 +46,7 @@ MODES = ("l2", "l1")
 
 
 @register("gct", paper="Yang et al., CVPR 2020", url="https://arxiv.org/abs/1909.11519")
-class GatedChannelTransform(nn.Module):
+class GatedChannelTransform(ChannelGate):
     """Gated channel transformation for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.
 
     Parameters: ``3*C`` (``alpha``, ``gamma``, ``beta``, one per channel).
@@ -103,7 +104,6 @@ class GatedChannelTransform(nn.Module):
         Returns:
             ``(N, C, 1, ..., 1)`` with values in (0, 2), in ``x.dtype``.
         """
-        n, c = x.shape[:2]
         dims = reduce_dims(x.ndim)
         xf = x.float()  # no copy for float32 input
         if self.mode == "l2":
@@ -113,15 +113,7 @@ class GatedChannelTransform(nn.Module):
             s = xf.abs().sum(dim=dims) * self.alpha
             norm = self.gamma / (s.abs().mean(dim=1, keepdim=True) + self.eps)
         g = 1.0 + torch.tanh(s * norm + self.beta)
-        return g.to(x.dtype).view(n, c, *[1] * (x.ndim - 2))
-
-    def channel_gate(self, x: Tensor) -> Tensor:
-        """The same as ``gate``: ``(N, C, *spatial) -> (N, C, 1, ..., 1)``."""
-        return self.gate(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Rescale channels: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        return x * self.gate(x)
+        return as_channel_gate(g.to(x.dtype), x.ndim)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, mode={self.mode!r}, spatial_dims={self.spatial_dims}"

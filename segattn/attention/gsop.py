@@ -45,6 +45,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from segattn.attention._gate import ChannelGate, as_channel_gate
 from segattn.attention.covariance import channel_covariance
 from segattn.attention.registry import register
 from segattn.layers import check_positive_int, check_spatial_dims, conv_type, norm_layer
@@ -55,7 +56,7 @@ ROW_NORMS = ("group", "batch", "none")
 
 
 @register("gsop", paper="Gao et al., CVPR 2019", url="https://arxiv.org/abs/1811.12006")
-class GlobalSecondOrderPooling(nn.Module):
+class GlobalSecondOrderPooling(ChannelGate):
     """GSoP channel attention for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.
 
     Parameters (defaults): ``5*C*d + 4*d^2 + 9*d + C``, where
@@ -153,15 +154,9 @@ class GlobalSecondOrderPooling(nn.Module):
         Returns:
             ``(N, C, 1, ..., 1)`` with values in (0, 1).
         """
-        n, c = x.shape[:2]
         cov = self.covariance(x).to(self.fc.weight.dtype)
         rows = self.row_conv(self.row_norm(cov.unsqueeze(-1)))  # (N, 4d, 1, 1)
-        weights = torch.sigmoid(self.fc(rows.flatten(1)))
-        return weights.view(n, c, *[1] * (x.ndim - 2))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Rescale channels: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        return x * self.gate(x)
+        return as_channel_gate(torch.sigmoid(self.fc(rows.flatten(1))), x.ndim)
 
     def extra_repr(self) -> str:
         return (

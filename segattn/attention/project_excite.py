@@ -31,8 +31,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from segattn.attention._gate import GatedAttention
 from segattn.attention.registry import register
 from segattn.layers import act_layer, conv_type, hidden_channels, reduce_dims
 
@@ -61,7 +62,7 @@ def _projections(x: Tensor) -> list[Tensor]:
 
 
 @register("pe", paper="Rickmann et al., MICCAI 2019", url="https://arxiv.org/abs/1906.04649")
-class ProjectExcite(nn.Module):
+class ProjectExcite(GatedAttention):
     """Project & Excite for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.
 
     Parameters: ``2*C*h + h + C`` (two 1x1 convolutions with biases), where
@@ -124,10 +125,6 @@ class ProjectExcite(nn.Module):
             if self.conv1.bias is not None:
                 hidden = hidden + self.conv1.bias.view(1, -1, *[1] * (x.ndim - 2))
         return torch.sigmoid(self.conv2(self.act(hidden)))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Recalibrate every position and channel: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        return x * self.gate(x)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, hidden={self.hidden}, spatial_dims={self.spatial_dims}"

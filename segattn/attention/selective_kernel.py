@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from segattn.attention.registry import register
 from segattn.layers import (
+    ChannelMLP,
     act_layer,
     check_positive_int,
     check_spatial_dims,
@@ -130,16 +131,15 @@ class SelectiveKernel(nn.Module):
             )
             for m in range(branches)
         )
-        self.fuse = nn.Linear(channels, self.hidden)
-        self.act = act_layer(act)
-        self.select = nn.Linear(self.hidden, branches * channels)
+        # fc1 is the paper's fuse (C -> d), fc2 its select (d -> M*C, all branches at once)
+        self.mlp = ChannelMLP(channels, self.hidden, branches * channels, act=act)
 
     def _split_and_weigh(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
         """Branch maps ``U_m`` and their weights ``(N, M, C, 1, ..., 1)``."""
         n, c = x.shape[:2]
         maps = [branch(x) for branch in self.branches]
         pooled = torch.stack([u.mean(dim=reduce_dims(x.ndim)) for u in maps]).sum(dim=0)
-        logits = self.select(self.act(self.fuse(pooled))).view(n, self.num_branches, c)
+        logits = self.mlp(pooled).view(n, self.num_branches, c)
         weights = torch.softmax(logits, dim=1)
         return maps, weights.view(n, self.num_branches, c, *[1] * (x.ndim - 2))
 

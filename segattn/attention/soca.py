@@ -31,11 +31,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from segattn.attention._gate import ChannelGate, as_channel_gate
 from segattn.attention.covariance import channel_covariance, newton_schulz_sqrt
 from segattn.attention.registry import register
-from segattn.layers import act_layer, check_positive_int, check_spatial_dims, hidden_channels
+from segattn.layers import ChannelMLP, check_positive_int, check_spatial_dims, hidden_channels
 
 __all__ = ["SecondOrderChannelAttention"]
 
@@ -46,7 +47,7 @@ SAN_URL = (
 
 
 @register("soca", paper="Dai et al., CVPR 2019", url=SAN_URL)
-class SecondOrderChannelAttention(nn.Module):
+class SecondOrderChannelAttention(ChannelGate):
     """Second-order channel attention (SAN's SOCA) for ``(N, C, *spatial)``, 1D/2D/3D.
 
     Parameters: ``2*C*h + h + C`` (two linear layers with biases), where
@@ -91,9 +92,7 @@ class SecondOrderChannelAttention(nn.Module):
         self.channels = check_positive_int("channels", channels)
         self.iterations = check_positive_int("iterations", iterations)
         self.hidden = hidden_channels(channels, reduction, min_channels)
-        self.fc1 = nn.Linear(channels, self.hidden)
-        self.act = act_layer(act)
-        self.fc2 = nn.Linear(self.hidden, channels)
+        self.mlp = ChannelMLP(channels, self.hidden, act=act)
 
     def descriptor(self, x: Tensor) -> Tensor:
         """Column means of the covariance square root, computed in float32.
@@ -116,14 +115,8 @@ class SecondOrderChannelAttention(nn.Module):
         Returns:
             ``(N, C, 1, ..., 1)`` with values in (0, 1).
         """
-        n, c = x.shape[:2]
-        z = self.descriptor(x).to(self.fc1.weight.dtype)
-        weights = torch.sigmoid(self.fc2(self.act(self.fc1(z))))
-        return weights.view(n, c, *[1] * (x.ndim - 2))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Rescale channels: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        return x * self.gate(x)
+        z = self.descriptor(x).to(self.mlp.fc1.weight.dtype)
+        return as_channel_gate(torch.sigmoid(self.mlp(z)), x.ndim)
 
     def extra_repr(self) -> str:
         return (

@@ -18,8 +18,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from segattn.attention._gate import GatedAttention
 from segattn.attention.registry import register
 from segattn.layers import check_positive_int, conv_type
 
@@ -27,7 +28,7 @@ __all__ = ["SpatialSqueezeExcitation"]
 
 
 @register("sse", paper="Roy et al., MICCAI 2018", url="https://arxiv.org/abs/1803.02579")
-class SpatialSqueezeExcitation(nn.Module):
+class SpatialSqueezeExcitation(GatedAttention):
     """Spatial squeeze-and-excitation for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.
 
     Parameters: ``C + 1`` (one 1x1 convolution ``C -> 1`` with bias).
@@ -64,10 +65,6 @@ class SpatialSqueezeExcitation(nn.Module):
             ``(N, 1, *spatial)`` with values in (0, 1).
         """
         return torch.sigmoid(self.conv(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Rescale positions: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        return x * self.gate(x)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, spatial_dims={self.spatial_dims}"

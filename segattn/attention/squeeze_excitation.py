@@ -29,10 +29,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from segattn.attention._gate import ChannelGate, as_channel_gate
 from segattn.attention.registry import register
-from segattn.layers import act_layer, check_spatial_dims, hidden_channels, reduce_dims
+from segattn.layers import ChannelMLP, check_spatial_dims, hidden_channels, reduce_dims
 
 __all__ = ["SqueezeExcitation"]
 
@@ -45,7 +46,7 @@ __all__ = ["SqueezeExcitation"]
 )
 @register("rcan", paper="Zhang et al., ECCV 2018", url="https://arxiv.org/abs/1807.02758")
 @register("se", paper="Hu et al., CVPR 2018", url="https://arxiv.org/abs/1709.01507")
-class SqueezeExcitation(nn.Module):
+class SqueezeExcitation(ChannelGate):
     """Channel squeeze-and-excitation for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.
 
     Parameters: ``2*C*h + h + C`` with biases (``2*C*h`` without), where
@@ -90,9 +91,7 @@ class SqueezeExcitation(nn.Module):
         self.spatial_dims = check_spatial_dims(spatial_dims)
         self.channels = channels
         self.hidden = hidden_channels(channels, reduction, min_channels)
-        self.fc1 = nn.Linear(channels, self.hidden, bias=bias)
-        self.act = act_layer(act)
-        self.fc2 = nn.Linear(self.hidden, channels, bias=bias)
+        self.mlp = ChannelMLP(channels, self.hidden, act=act, bias=bias)
 
     def gate(self, x: Tensor) -> Tensor:
         """Channel gate ``sigmoid(W2 act(W1 GAP(x)))``.
@@ -103,14 +102,8 @@ class SqueezeExcitation(nn.Module):
         Returns:
             ``(N, C, 1, ..., 1)`` with values in (0, 1).
         """
-        n, c = x.shape[:2]
         squeezed = x.mean(dim=reduce_dims(x.ndim))
-        weights = torch.sigmoid(self.fc2(self.act(self.fc1(squeezed))))
-        return weights.view(n, c, *[1] * (x.ndim - 2))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Rescale channels: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        return x * self.gate(x)
+        return as_channel_gate(torch.sigmoid(self.mlp(squeezed)), x.ndim)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, hidden={self.hidden}, spatial_dims={self.spatial_dims}"

@@ -38,6 +38,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from segattn.attention._gate import ChannelGate, as_channel_gate
 from segattn.attention.registry import register
 from segattn.layers import check_positive_int, check_spatial_dims, reduce_dims
 
@@ -77,7 +78,7 @@ class ChannelAffine(nn.Module):
 
 
 @register("srm", paper="Lee et al., ICCV 2019", url="https://arxiv.org/abs/1903.10829")
-class StyleRecalibration(nn.Module):
+class StyleRecalibration(ChannelGate):
     """Style-based recalibration for ``(N, C, *spatial)`` tensors in 1D, 2D or 3D.
 
     Parameters: ``4*C`` (``cfc``: 2 per channel; the norm: scale and shift per channel).
@@ -128,18 +129,9 @@ class StyleRecalibration(nn.Module):
         Returns:
             ``(N, C, 1, ..., 1)`` with values in (0, 1).
         """
-        n, c = x.shape[:2]
         mu, sigma = style_pool(x, self.eps)
         z = mu * self.cfc[:, 0] + sigma * self.cfc[:, 1]
-        return torch.sigmoid(self.norm(z)).view(n, c, *[1] * (x.ndim - 2))
-
-    def channel_gate(self, x: Tensor) -> Tensor:
-        """The same as ``gate``: ``(N, C, *spatial) -> (N, C, 1, ..., 1)``."""
-        return self.gate(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Rescale channels: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        return x * self.gate(x)
+        return as_channel_gate(torch.sigmoid(self.norm(z)), x.ndim)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, spatial_dims={self.spatial_dims}"

@@ -16,8 +16,10 @@ from segattn.layers.factories import (
     norm_layer,
     reduce_dims,
 )
+from segattn.layers.mlp import ChannelMLP
 
 __all__ = [
+    "ChannelMLP",
     "act_layer",
     "avg_pool_type",
     "check_positive_int",

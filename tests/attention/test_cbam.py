@@ -22,7 +22,7 @@ def reference_cbam(x: Tensor, module: ConvolutionalBlockAttention) -> Tensor:
     channel pools of the refined tensor and a functional convolution with the module's weights."""
     n, c, *spatial = x.shape
     flat = x.reshape(n, c, -1)
-    fc1, fc2 = module.fc1, module.fc2
+    fc1, fc2 = module.mlp.fc1, module.mlp.fc2
 
     def mlp(v: Tensor) -> Tensor:
         return F.relu(v @ fc1.weight.T + fc1.bias) @ fc2.weight.T + fc2.bias

@@ -76,7 +76,7 @@ def test_groups_are_the_gcd_with_32(channels: int, groups: int) -> None:
 def test_hidden_width_is_max_of_c_over_r_and_l(channels: int, hidden: int) -> None:
     module = SelectiveKernel(channels, 2)
     assert module.hidden == hidden
-    assert module.fuse.out_features == hidden
+    assert module.mlp.fc1.out_features == hidden
     assert SelectiveKernel(channels, 2, min_channels=4).hidden == max(channels // 16, 4)
 
 

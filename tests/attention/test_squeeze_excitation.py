@@ -30,8 +30,8 @@ def reference_se(x: Tensor, module: SqueezeExcitation) -> Tensor:
     """Independent SE: flatten all spatial axes, average, two affine maps, ReLU, sigmoid."""
     n, c = x.shape[:2]
     squeezed = x.reshape(n, c, -1).sum(-1) / x[0, 0].numel()
-    hidden = F.relu(squeezed @ module.fc1.weight.T + module.fc1.bias)
-    weights = torch.sigmoid(hidden @ module.fc2.weight.T + module.fc2.bias)
+    hidden = F.relu(squeezed @ module.mlp.fc1.weight.T + module.mlp.fc1.bias)
+    weights = torch.sigmoid(hidden @ module.mlp.fc2.weight.T + module.mlp.fc2.bias)
     return x * weights[(..., *[None] * (x.ndim - 2))]
 
 
