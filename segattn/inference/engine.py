@@ -14,7 +14,7 @@ Memory, with ``K`` classes and ``V`` voxels (budget = ``max_memory``):
 - 2D models slicing along the streamed axis: one batch of slices.
 - 2D models slicing along another axis (mixed views, e.g. three-view ensembles): their weighted
   probabilities are summed into one ``(K, V)`` accumulator first, float32 if it fits the budget,
-  else float16 (2 bytes per class and voxel; probabilities then carry ~1e-3 relative error). This
+  else 16-bit fixed point (2 bytes per class and voxel; ~2e-5 absolute error per model). This
   is the one part that is not bounded by slabs.
 """
 
