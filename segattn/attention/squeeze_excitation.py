@@ -105,5 +105,16 @@ class SqueezeExcitation(ChannelGate):
         squeezed = x.mean(dim=reduce_dims(x.ndim))
         return as_channel_gate(torch.sigmoid(self.mlp(squeezed)), x.ndim)
 
+    def _load_from_state_dict(  # type: ignore[no-untyped-def]
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+    ) -> None:
+        # segattn <= 0.1 checkpoints (scSE models of the first release) stored the MLP as
+        # ``fc1``/``fc2`` directly on this module; map them onto ``mlp.fc1``/``mlp.fc2``.
+        for old in [k for k in state_dict if k.startswith((f"{prefix}fc1.", f"{prefix}fc2."))]:
+            state_dict[f"{prefix}mlp.{old[len(prefix) :]}"] = state_dict.pop(old)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+        )
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, hidden={self.hidden}, spatial_dims={self.spatial_dims}"

@@ -197,3 +197,16 @@ def test_scse_bad_aggregation(aggregation: object) -> None:
 def test_scse_bad_reduction_is_reported() -> None:
     with pytest.raises(ValueError, match="reduction"):
         create("scse", 8, 3, reduction=0)
+
+
+def test_state_dict_of_the_first_release_still_loads() -> None:
+    """Checkpoints saved before the MLP moved to ``mlp.fc1``/``mlp.fc2`` load unchanged."""
+    module = create("scse", 16, 3)
+    old_style = {
+        k.replace("cse.mlp.", "cse."): v.clone() + 1.0 for k, v in module.state_dict().items()
+    }
+    assert "cse.fc1.weight" in old_style
+    fresh = create("scse", 16, 3)
+    fresh.load_state_dict(old_style)  # strict
+    torch.testing.assert_close(fresh.cse.mlp.fc1.weight, old_style["cse.fc1.weight"])
+    torch.testing.assert_close(fresh.cse.mlp.fc2.bias, old_style["cse.fc2.bias"])
