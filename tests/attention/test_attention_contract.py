@@ -116,3 +116,17 @@ def test_channel_multiple_is_enforced_with_a_clear_message(name: str) -> None:
 def test_registry_entry_cites_a_paper(name: str) -> None:
     entry = info(name)
     assert entry.paper and entry.url.startswith("https://")
+
+
+@pytest.mark.parametrize("size", [(1, 1, 1), (2, 2, 2), (1, 3, 1)])
+@pytest.mark.parametrize("name", NAMES)
+def test_trains_at_batch_one_on_bottleneck_sizes(name: str, size: tuple[int, ...]) -> None:
+    """A 3D U-Net bottleneck can be 1-2 voxels wide and train at batch 1."""
+    module = build(name, 8, 3).train()
+    x = torch.randn(1, valid_channels(name, 8), *size, requires_grad=True)
+    out = module(x)
+    assert out.shape == x.shape
+    (out * torch.randn_like(out)).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    for pname, param in module.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), f"{name}: {pname}"

@@ -67,17 +67,6 @@ def test_dilated_conv_reduces_to_its_centre_tap_on_tiny_maps() -> None:
     torch.testing.assert_close(conv(x), F.conv3d(x, centre_only, conv.bias))
 
 
-@pytest.mark.parametrize("size", [(1, 1, 1), (2, 2, 2), (3, 1, 5)])
-def test_bam_trains_at_batch_one_on_bottleneck_sizes(size: tuple[int, ...]) -> None:
-    module = create("bam", 8, 3).train()
-    x = torch.randn(1, 8, *size, requires_grad=True)
-    out = module(x)
-    assert out.shape == x.shape
-    out.sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all()
-    assert all(p.grad is not None for p in module.parameters())
-
-
 def test_bam_norm_batch_is_the_papers_layer() -> None:
     module = BottleneckAttention(32, 2, norm="batch")
     assert sum(isinstance(m, nn.BatchNorm2d) for m in module.spatial) == 3

@@ -87,17 +87,6 @@ def test_pooled_vector_has_no_batch_norm() -> None:
     assert module.branches[0][1].num_groups == 1
 
 
-@pytest.mark.parametrize("size", [(1, 1, 1), (2, 2, 2)])
-def test_sk_trains_at_batch_one_on_bottleneck_sizes(size: tuple[int, ...]) -> None:
-    module = create("sk", 8, 3).train()
-    x = torch.randn(1, 8, *size, requires_grad=True)
-    out = module(x)
-    assert out.shape == x.shape
-    out.sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all()
-    assert all(p.grad is not None for p in module.parameters())
-
-
 @pytest.mark.parametrize("channels", [1, 4, 16, 64, 96])
 @pytest.mark.parametrize("spatial_dims", [1, 2, 3])
 @pytest.mark.parametrize("branches", [2, 3])
