@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segattn.attention import AttentionSpec, create, info
@@ -25,13 +24,16 @@ from segattn.layers import (
     conv_type,
     max_pool_type,
 )
+from segattn.nets.base import crop_to, pad_to_multiple
 from segattn.nets.blocks import ConvBlock
+from segattn.nets.registry import register
 
 __all__ = ["ATTENTION_POSITIONS", "UNet"]
 
 ATTENTION_POSITIONS = ("encoder", "bottleneck", "decoder")
 
 
+@register("unet", paper="Ronneberger et al., MICCAI 2015", url="https://arxiv.org/abs/1505.04597")
 class UNet(nn.Module):
     """U-Net for ``spatial_dims`` 1, 2 or 3 with attention after every conv block.
 
@@ -200,15 +202,18 @@ class UNet(nn.Module):
         return copy.deepcopy(self._config)
 
     def attention_modules(self) -> dict[str, nn.Module]:
-        """Attention modules in forward order (encoder, bottleneck, decoder), by submodule name.
+        """Attention modules in forward order, keyed ``encoder.<i>`` (``i = 0`` at full
+        resolution), ``bottleneck``, ``decoder.<j>`` (``j = 0`` the deepest, right after the
+        bottleneck), as for every network of ``segattn.nets``.
 
         Positions disabled by ``attention_positions`` (and ``attention=None``) hold
-        ``nn.Identity`` and are left out. Decoder names count from the deepest level, so
-        ``decoder_attention.0`` follows the first upsampling.
+        ``nn.Identity`` and are left out. (The submodules themselves keep their names
+        ``encoder_attention.<i>``, ``bottleneck_attention``, ``decoder_attention.<j>``, so
+        checkpoints of earlier releases load.)
         """
-        named = [(f"encoder_attention.{i}", m) for i, m in enumerate(self.encoder_attention)]
-        named.append(("bottleneck_attention", self.bottleneck_attention))
-        named += [(f"decoder_attention.{i}", m) for i, m in enumerate(self.decoder_attention)]
+        named = [(f"encoder.{i}", m) for i, m in enumerate(self.encoder_attention)]
+        named.append(("bottleneck", self.bottleneck_attention))
+        named += [(f"decoder.{i}", m) for i, m in enumerate(self.decoder_attention)]
         return {name: m for name, m in named if not isinstance(m, nn.Identity)}
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
@@ -240,7 +245,7 @@ class UNet(nn.Module):
 
     def _forward(self, x: Tensor) -> Tensor | list[Tensor]:
         spatial = tuple(x.shape[2:])
-        x = self._pad(x)
+        x = pad_to_multiple(x, self.size_divisor)
 
         skips = []
         for block, attention in zip(self.encoder, self.encoder_attention, strict=True):
@@ -256,26 +261,13 @@ class UNet(nn.Module):
             x = attention(block(torch.cat([up(x), skip], dim=1)))
             decoded.append(x)
 
-        logits = self._crop(self.head(x), spatial, 1)
+        logits = crop_to(self.head(x), spatial, 1)
         if not (self.deep_supervision and self.training):
             return logits
         outputs = [logits]
         for level, head in enumerate(self.aux_heads, start=1):
-            outputs.append(self._crop(head(decoded[-1 - level]), spatial, 2**level))
+            outputs.append(crop_to(head(decoded[-1 - level]), spatial, 2**level))
         return outputs
-
-    def _pad(self, x: Tensor) -> Tensor:
-        """Replicate-pad the far end of every spatial axis up to a multiple of the divisor."""
-        pad: list[int] = []
-        for size in reversed(x.shape[2:]):
-            pad += [0, -size % self.size_divisor]
-        return F.pad(x, pad, mode="replicate") if any(pad) else x
-
-    @staticmethod
-    def _crop(x: Tensor, spatial: tuple[int, ...], factor: int) -> Tensor:
-        """Crop ``x`` to ``ceil(s / factor)`` along every spatial axis."""
-        keep = tuple(slice(0, -(-s // factor)) for s in spatial)
-        return x[(slice(None), slice(None)) + keep]
 
 
 def _shared_group_factory(

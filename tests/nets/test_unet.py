@@ -70,7 +70,7 @@ def test_attention_positions_restrict_placement(positions: tuple[str, ...], expe
     modules = net.attention_modules()
     assert len(modules) == expected
     for name in modules:
-        assert name.split("_")[0] in positions
+        assert name.split(".")[0] in positions
 
 
 def test_no_attention_means_no_modules() -> None:
@@ -374,3 +374,21 @@ def test_config_rebuild_with_shared_or_second_order_attention(attention: str) ->
         torch.testing.assert_close(as_tensor(rebuilt.eval()(x)), as_tensor(net(x)))
     if attention == "dia":  # the rebuilt net shares like the original
         assert rebuilt.encoder_attention[0].cell is rebuilt.decoder_attention[-1].cell
+
+
+def test_attention_module_keys_follow_the_shared_convention() -> None:
+    """Keys ``encoder.<i>`` (full resolution first), ``bottleneck``, ``decoder.<j>`` (deepest
+    first) map to the submodules that keep their old names (state_dict keys unchanged)."""
+    net = tiny(attention="cse")
+    modules = net.attention_modules()
+    assert list(modules) == [
+        "encoder.0",
+        "encoder.1",
+        "bottleneck",
+        "decoder.0",
+        "decoder.1",
+    ]
+    assert modules["encoder.0"] is net.encoder_attention[0]
+    assert modules["bottleneck"] is net.bottleneck_attention
+    assert modules["decoder.0"] is net.decoder_attention[0]
+    assert any(k.startswith("encoder_attention.0.") for k in net.state_dict())
