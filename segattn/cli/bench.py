@@ -185,30 +185,26 @@ def write_random_checkpoint(
     """A segattn checkpoint of a randomly initialised 3D U-Net (CT window, RAS, no resampling)."""
     import torch
 
+    from segattn.inference.checkpoint import CheckpointMeta
     from segattn.nets import UNet
 
     torch.manual_seed(0)
-    kwargs: dict[str, Any] = {
-        "spatial_dims": 3,
-        "in_channels": 1,
-        "num_classes": classes,
-        "features": features,
-    }
-    net = UNet(**kwargs)
-    meta = {
-        "version": 1,
-        "net": {"name": "unet", "kwargs": {**kwargs, "features": list(features)}},
-        "labels": {"background": 0, **{f"organ_{i}": i for i in range(1, classes)}},
-        "channel_names": {"0": "CT"},
-        "preprocessing": {
-            "orientation": "RAS",
-            "spacing": None,
-            "intensity": {"kind": "ct", "window": [-160.0, 240.0]},
+    net = UNet(spatial_dims=3, in_channels=1, num_classes=classes, features=features)
+    meta = CheckpointMeta.for_net(
+        "unet",
+        net.config,
+        {
+            "labels": {"background": 0, **{f"organ_{i}": i for i in range(1, classes)}},
+            "channel_names": {"0": "CT"},
+            "preprocessing": {
+                "orientation": "RAS",
+                "spacing": None,
+                "intensity": {"kind": "ct", "window": [-160.0, 240.0]},
+            },
+            "mode": "3d",
+            "patch_size": list(patch),
         },
-        "mode": "3d",
-        "slice_axis": None,
-        "patch_size": list(patch),
-    }
+    ).to_dict()
     state = {"net." + k: v for k, v in net.state_dict().items()}
     torch.save({"state_dict": state, "segattn": meta}, path)
 

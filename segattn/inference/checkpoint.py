@@ -1,10 +1,11 @@
 """Read a segattn checkpoint safely, validate its metadata and rebuild the network.
 
 A checkpoint is a ``torch.save``d dict (a Lightning checkpoint) holding ``"state_dict"`` (network
-weights under the ``"net."`` prefix) and ``"segattn"``, the metadata inference needs::
+weights under the ``"net."`` prefix) and ``"segattn"``, the metadata inference needs
+(:class:`CheckpointMeta`, built by :meth:`CheckpointMeta.for_net`)::
 
     {"version": 1,
-     "net": {"name": "unet", "kwargs": {...}},
+     "net": {"name": "quicknat", "kwargs": {...}},         # any name of segattn.nets.available()
      "labels": {"background": 0, "left_cortex": 1, ...},   # name -> 0..K-1
      "channel_names": {"0": "T1"},
      "preprocessing": {...},                               # segattn.data.transforms
@@ -18,10 +19,11 @@ refused, never executed.
 
 from __future__ import annotations
 
+import copy
 import pickle
 import zipfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,34 +37,26 @@ CHECKPOINT_VERSION = 1
 NET_PREFIX = "net."
 
 
-def _unet() -> Callable[..., nn.Module]:
-    from segattn.nets import UNet
+@dataclass(kw_only=True)
+class CheckpointMeta:
+    """The ``checkpoint["segattn"]`` metadata: everything inference needs besides the weights.
 
-    return UNet
-
-
-# checkpoint "net.name" -> factory returning the network class (imported lazily)
-NETWORKS: dict[str, Callable[[], Callable[..., nn.Module]]] = {"unet": _unet}
-
-
-@dataclass
-class CheckpointInfo:
-    """The validated contents of a checkpoint.
+    Built in one place, :meth:`for_net` (the training system, ``segattn bench`` and the tests
+    use it), stored as plain JSON types by :meth:`to_dict` (so ``torch.load(...,
+    weights_only=True)`` reads it) and validated by :meth:`from_dict`.
 
     Attributes:
-        path: the file it came from.
-        net_name: registry name of the network (``"unet"``).
-        net_kwargs: keyword arguments that rebuild the network.
+        net_name: registry name of the network (``segattn.nets.available()``).
+        net_kwargs: keyword arguments that rebuild the network with ``segattn.nets.create``.
         labels: structure name -> class index, sorted by index, covering 0..K-1.
         channel_names: channel index (as a string) -> modality name.
         preprocessing: normalised preprocessing settings (see ``segattn.data.transforms``).
         mode: ``"2d"`` (slice-wise) or ``"3d"``.
         slice_axis: 2D only, the sliced axis of the preprocessed volume (0, 1 or 2).
         patch_size: sliding-window ROI, or None to run on the whole volume/slice.
-        state_dict: network weights without the ``"net."`` prefix.
+        version: format version, :data:`CHECKPOINT_VERSION`.
     """
 
-    path: Path
     net_name: str
     net_kwargs: dict[str, Any]
     labels: dict[str, int]
@@ -71,7 +65,7 @@ class CheckpointInfo:
     mode: str
     slice_axis: int | None
     patch_size: tuple[int, ...] | None
-    state_dict: dict[str, torch.Tensor] = field(repr=False)
+    version: int = CHECKPOINT_VERSION
 
     @property
     def num_classes(self) -> int:
@@ -85,6 +79,98 @@ class CheckpointInfo:
     def spatial_dims(self) -> int:
         return 2 if self.mode == "2d" else 3
 
+    @classmethod
+    def for_net(
+        cls,
+        net_name: str,
+        net_kwargs: Mapping[str, Any],
+        data_meta: Mapping[str, Any] | None = None,
+    ) -> CheckpointMeta:
+        """The metadata of a network, filling what ``data_meta`` leaves out.
+
+        Args:
+            net_name: registry name.
+            net_kwargs: the network's ``config`` (must hold ``spatial_dims``, ``in_channels``,
+                ``num_classes``).
+            data_meta: ``labels``, ``channel_names``, ``preprocessing``, ``mode``,
+                ``slice_axis``, ``patch_size`` (``SegDataModule.inference_meta``); labels that do
+                not match ``num_classes`` become ``background, label_1, ...``; the mode follows
+                ``spatial_dims``, 2D slices axis 1 unless given.
+
+        Raises:
+            ValueError: inconsistent values (see :meth:`from_dict`).
+        """
+        meta = dict(data_meta or {})
+        kwargs = dict(net_kwargs)
+        num_classes = int(kwargs["num_classes"])
+        labels = meta.get("labels") or {}
+        names = [n for n, _ in sorted(labels.items(), key=lambda kv: kv[1])]
+        if len(names) != num_classes:
+            names = ["background"] + [f"label_{i}" for i in range(1, num_classes)]
+        is_2d = int(kwargs["spatial_dims"]) == 2
+        channels = range(int(kwargs["in_channels"]))
+        return cls.from_dict(
+            {
+                "version": CHECKPOINT_VERSION,
+                "net": {"name": net_name, "kwargs": kwargs},
+                "labels": {name: i for i, name in enumerate(names)},
+                "channel_names": meta.get("channel_names") or {str(i): f"ch{i}" for i in channels},
+                "preprocessing": meta.get("preprocessing"),
+                "mode": meta.get("mode") or ("2d" if is_2d else "3d"),
+                "slice_axis": meta.get("slice_axis", 1 if is_2d else None),
+                "patch_size": meta.get("patch_size"),
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types, as stored in ``checkpoint["segattn"]``."""
+        return copy.deepcopy(
+            {
+                "version": self.version,
+                "net": {"name": self.net_name, "kwargs": self.net_kwargs},
+                "labels": self.labels,
+                "channel_names": self.channel_names,
+                "preprocessing": self.preprocessing,
+                "mode": self.mode,
+                "slice_axis": self.slice_axis,
+                "patch_size": None if self.patch_size is None else list(self.patch_size),
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, meta: Mapping[str, Any]) -> CheckpointMeta:
+        """Validate ``checkpoint["segattn"]`` (this and earlier releases' form).
+
+        Raises:
+            KeyError, TypeError, ValueError: missing or inconsistent entries.
+        """
+        return cls(**_parse_meta(meta))
+
+    def build_network(self) -> nn.Module:
+        """The network with fresh weights (``segattn.nets.create(net_name, **net_kwargs)``)."""
+        from segattn.nets import create
+
+        return create(self.net_name, **self.net_kwargs)
+
+
+@dataclass(kw_only=True)
+class CheckpointInfo(CheckpointMeta):
+    """The validated contents of a checkpoint file: its :class:`CheckpointMeta` plus
+
+    Attributes:
+        path: the file it came from.
+        state_dict: network weights without the ``"net."`` prefix.
+    """
+
+    path: Path
+    state_dict: dict[str, torch.Tensor] = field(repr=False)
+
+    @property
+    def meta(self) -> CheckpointMeta:
+        """The metadata alone."""
+        names = [f.name for f in fields(CheckpointMeta)]
+        return CheckpointMeta(**{n: getattr(self, n) for n in names})
+
     def build_net(self) -> nn.Module:
         """The network with its weights loaded, in eval mode, on the CPU.
 
@@ -92,7 +178,7 @@ class CheckpointInfo:
             InputFileError: the weights do not fit the network the metadata describes.
         """
         try:
-            net = NETWORKS[self.net_name]()(**self.net_kwargs)
+            net = self.build_network()
         except (TypeError, ValueError) as err:
             raise InputFileError(self.path, f"cannot build the network: {err}") from err
         try:
@@ -147,6 +233,20 @@ def load_checkpoint(path: str | Path) -> CheckpointInfo:
 
 
 def _parse(path: Path, meta: Mapping[str, Any], state: Mapping[str, Any]) -> CheckpointInfo:
+    parsed = _parse_meta(meta)
+    weights = {
+        k[len(NET_PREFIX) :]: v
+        for k, v in state.items()
+        if isinstance(k, str) and k.startswith(NET_PREFIX)
+    }
+    if not weights:
+        raise ValueError(f"state_dict holds no network weights (prefix {NET_PREFIX!r})")
+    return CheckpointInfo(path=path, state_dict=weights, **parsed)
+
+
+def _parse_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    from segattn.nets import available
+
     version = meta.get("version")
     if version != CHECKPOINT_VERSION:
         raise ValueError(
@@ -154,8 +254,8 @@ def _parse(path: Path, meta: Mapping[str, Any], state: Mapping[str, Any]) -> Che
         )
     net = meta["net"]
     name = str(net["name"]).lower()
-    if name not in NETWORKS:
-        raise ValueError(f"unknown network {name!r}; known: {sorted(NETWORKS)}")
+    if name not in available():
+        raise ValueError(f"unknown network {name!r}; known: {available()}")
     kwargs = dict(net.get("kwargs") or {})
     labels = _parse_labels(meta["labels"])
     mode = str(meta.get("mode", "3d")).lower()
@@ -184,25 +284,17 @@ def _parse(path: Path, meta: Mapping[str, Any], state: Mapping[str, Any]) -> Che
     patch_size = None if patch is None else tuple(int(p) for p in patch)
     if patch_size is not None and (len(patch_size) != spatial_dims or min(patch_size) < 1):
         raise ValueError(f"patch_size must be {spatial_dims} positive ints, got {patch!r}")
-    weights = {
-        k[len(NET_PREFIX) :]: v
-        for k, v in state.items()
-        if isinstance(k, str) and k.startswith(NET_PREFIX)
+    return {
+        "version": version,
+        "net_name": name,
+        "net_kwargs": kwargs,
+        "labels": labels,
+        "channel_names": channel_names,
+        "preprocessing": normalize_preprocessing(meta.get("preprocessing")),
+        "mode": mode,
+        "slice_axis": slice_axis,
+        "patch_size": patch_size,
     }
-    if not weights:
-        raise ValueError(f"state_dict holds no network weights (prefix {NET_PREFIX!r})")
-    return CheckpointInfo(
-        path=path,
-        net_name=name,
-        net_kwargs=kwargs,
-        labels=labels,
-        channel_names=channel_names,
-        preprocessing=normalize_preprocessing(meta.get("preprocessing")),
-        mode=mode,
-        slice_axis=slice_axis,
-        patch_size=patch_size,
-        state_dict=weights,
-    )
 
 
 def _parse_labels(raw: Any) -> dict[str, int]:

@@ -172,6 +172,7 @@ class SegDataModule(pl.LightningDataModule):
         self.val_cases: list[Case] = []
         self._train: Dataset | None = None
         self._val: list[dict[str, Any]] | None = None
+        self._class_counts: torch.Tensor | None = None
 
     # -- metadata (read lazily from dataset.json; used by LightningCLI argument links) --
     @cached_property
@@ -302,6 +303,16 @@ class SegDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def class_voxel_counts(self) -> torch.Tensor:
+        """``(K,)`` int64 voxels of every class over the training cases after preprocessing
+        (computed once; e.g. for median-frequency class weights)."""
+        if self._class_counts is None:
+            if self._train is None:
+                self.setup("fit")
+            volumes = getattr(self._train, "volumes", [])
+            self._class_counts = class_voxel_counts(volumes, self.num_classes)
+        return self._class_counts.clone()
+
     def val_dataloader(self) -> MonaiDataLoader:
         if self._val is None:
             self.setup("validate")
@@ -314,3 +325,14 @@ def _largest_slice(volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], axis: i
     if not sizes:
         raise SegattnError("no training cases")
     return [max(s[0] for s in sizes), max(s[1] for s in sizes)]
+
+
+def class_voxel_counts(
+    volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], num_classes: int
+) -> torch.Tensor:
+    """``(K,)`` int64 voxels of every class over ``(image, label)`` pairs."""
+    counts = torch.zeros(num_classes, dtype=torch.int64)
+    for _, label in volumes:
+        found = torch.bincount(label.reshape(-1).long(), minlength=num_classes)
+        counts += found[:num_classes]
+    return counts

@@ -8,24 +8,35 @@ every checkpoint what inference needs (``checkpoint["segattn"]``, see
 
 from __future__ import annotations
 
-import copy
+import logging
 import math
-from typing import Any, Literal
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from monai.losses import DiceCELoss, DiceLoss
 from torch import Tensor, nn
 
 from segattn.attention import ContextEncoding
-from segattn.data.transforms import normalize_preprocessing, plain_tensor
+from segattn.data.transforms import plain_tensor
+from segattn.inference.checkpoint import CheckpointMeta
 from segattn.inference.volume import predict_volume
 from segattn.metrics import dice_per_label
-from segattn.nets import UNet
+from segattn.nets import create as create_net
+from segattn.training.losses import WeightedCEDiceLoss, build_loss, median_frequency_weights
 
-CHECKPOINT_FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+
+#: U-Net options that ``model`` also takes at its top level (the first release's form).
+UNET_TOP_LEVEL = (
+    "features",
+    "attention_positions",
+    "norm",
+    "act",
+    "dropout",
+    "deep_supervision",
+)
 
 
 def default_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -34,23 +45,26 @@ def default_optimizer(params: Any) -> torch.optim.Optimizer:
 
 
 class SegmentationSystem(pl.LightningModule):
-    """UNet + Dice/CE loss, with per-structure Dice on whole validation volumes.
+    """A network of ``segattn.nets`` + a loss, with per-structure Dice on whole validation
+    volumes.
 
     Args:
         spatial_dims: 2 (slices) or 3 (patches); linked from the DataModule's ``mode`` by the CLI.
         in_channels: image channels (linked from ``dataset.json``).
         num_classes: classes including background (linked from ``dataset.json``).
-        features: UNet widths per level, the last being the bottleneck.
-        attention: registry name of the module after every conv block (``None``: plain UNet).
+        net: network name from ``segattn.nets.available()`` (``unet``, ``sdnet``, ``quicknat``,
+            ``fcdensenet``).
+        net_kwargs: the network's own options, e.g. ``{"features": [32, 64, 128, 256]}`` for
+            ``unet``, ``{"features": 64}`` for ``quicknat``, ``{"preset": "fcdensenet67"}``.
+        attention: registry name of the module after every block (``None``: none).
         attention_kwargs: extra arguments of that module, e.g. ``{"aggregation": "max"}``.
-        attention_positions: any of ``encoder``, ``bottleneck``, ``decoder``.
-        norm: ``instance``, ``batch``, ``group`` or ``none``.
-        act: activation name.
-        dropout: dropout probability in conv blocks.
-        deep_supervision: add losses on lower decoder resolutions (weights halve per level).
-        loss: ``dice_ce`` (MONAI DiceCELoss, default), ``dice`` or ``ce``. Dice terms are
-            batch Dice (summed over the whole batch, as nnU-Net does), so slices or patches
-            without a structure do not each pull its Dice to zero.
+        features, attention_positions, norm, act, dropout, deep_supervision: U-Net options at the
+            top level, as in the first release (``None`` leaves the U-Net default); prefer
+            ``net_kwargs``. Other networks refuse them.
+        loss: ``dice_ce`` (MONAI DiceCELoss, default), ``dice``, ``ce`` or ``weighted_ce_dice``
+            (the scSE/QuickNAT paper's loss, see :mod:`segattn.training.losses`; its
+            median-frequency class weights come from the DataModule's training cases at setup).
+        loss_kwargs: options of the loss, e.g. ``{"boundary_weight": 2.0}``.
         optimizer: optimizer factory (``--model.optimizer AdamW --model.optimizer.lr 3e-3``).
         lr_scheduler: scheduler factory or ``None``; stepped once per epoch.
         data_meta: label names, preprocessing, mode, slice axis and patch size, linked from
@@ -73,15 +87,18 @@ class SegmentationSystem(pl.LightningModule):
         spatial_dims: int = 2,
         in_channels: int = 1,
         num_classes: int = 2,
-        features: list[int] | tuple[int, ...] = (32, 64, 128, 256),
+        net: str = "unet",
+        net_kwargs: dict[str, Any] | None = None,
         attention: str | None = "scse",
         attention_kwargs: dict[str, Any] | None = None,
-        attention_positions: list[str] | tuple[str, ...] = ("encoder", "bottleneck", "decoder"),
-        norm: str = "instance",
-        act: str = "leakyrelu",
-        dropout: float = 0.0,
-        deep_supervision: bool = False,
-        loss: Literal["dice_ce", "dice", "ce"] = "dice_ce",
+        features: list[int] | None = None,
+        attention_positions: list[str] | None = None,
+        norm: str | None = None,
+        act: str | None = None,
+        dropout: float | None = None,
+        deep_supervision: bool | None = None,
+        loss: str = "dice_ce",
+        loss_kwargs: dict[str, Any] | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
         data_meta: dict[str, Any] | None = None,
@@ -92,31 +109,35 @@ class SegmentationSystem(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        self.net = UNet(
-            spatial_dims=int(spatial_dims),
-            in_channels=int(in_channels),
-            num_classes=int(num_classes),
-            features=[int(f) for f in features],
+        top_level = {
+            "features": features,
+            "attention_positions": attention_positions,
+            "norm": norm,
+            "act": act,
+            "dropout": dropout,
+            "deep_supervision": deep_supervision,
+        }
+        self.num_classes = int(num_classes)
+        self.net_name = str(net).strip().lower()
+        # any registered network: config, attention_modules(), forward (see segattn.nets)
+        network: Any = create_net(
+            self.net_name,
+            int(spatial_dims),
+            int(in_channels),
+            int(num_classes),
             attention=attention,
             attention_kwargs=dict(attention_kwargs or {}),
-            attention_positions=list(attention_positions),
-            norm=norm,
-            act=act,
-            dropout=float(dropout),
-            deep_supervision=bool(deep_supervision),
+            **_net_options(self.net_name, net_kwargs, top_level),
         )
-        if loss == "dice_ce":
-            self.loss_fn: nn.Module = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
-        elif loss == "dice":
-            self.loss_fn = DiceLoss(to_onehot_y=True, softmax=True, batch=True)
-        elif loss == "ce":
-            self.loss_fn = _CrossEntropy()
-        else:
-            raise ValueError(f"loss must be 'dice_ce', 'dice' or 'ce', got {loss!r}")
+        self.net = network
+        self.loss_fn = build_loss(loss, int(num_classes), **dict(loss_kwargs or {}))
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.data_meta = dict(data_meta or {})
-        self._checkpoint_meta = self._build_checkpoint_meta()
+        net_config: dict[str, Any] = network.config
+        if "deep_supervision" in net_config:
+            net_config["deep_supervision"] = False  # inference needs only the full-resolution head
+        self._checkpoint_meta = CheckpointMeta.for_net(self.net_name, net_config, self.data_meta)
         self.slice_batch = int(slice_batch)
         self.sw_batch_size = int(sw_batch_size)
         self.overlap = float(overlap)
@@ -188,6 +209,20 @@ class SegmentationSystem(pl.LightningModule):
             groups.append({"params": no_decay, "weight_decay": 0.0})
         return groups
 
+    def setup(self, stage: str) -> None:
+        """Median-frequency class weights for ``weighted_ce_dice`` from the DataModule's training
+        cases (once; weights given in ``loss_kwargs`` are kept)."""
+        if not isinstance(self.loss_fn, WeightedCEDiceLoss) or stage != "fit":
+            return
+        if (self.hparams.get("loss_kwargs") or {}).get("class_weights") is not None:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        counts_of = getattr(datamodule, "class_voxel_counts", None)
+        if not callable(counts_of):
+            log.warning("weighted_ce_dice: no DataModule with class_voxel_counts(); weights 1")
+            return
+        self.loss_fn.set_class_weights(median_frequency_weights(counts_of()))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["segattn"] = self.inference_meta()
 
@@ -195,32 +230,11 @@ class SegmentationSystem(pl.LightningModule):
     @property
     def label_names(self) -> list[str]:
         """Structure names by class index, background first."""
-        return list(self._checkpoint_meta["labels"])
+        return list(self._checkpoint_meta.labels)
 
     def inference_meta(self) -> dict[str, Any]:
         """Everything :class:`segattn.inference.Predictor` needs, in plain JSON types."""
-        return copy.deepcopy(self._checkpoint_meta)
-
-    def _build_checkpoint_meta(self) -> dict[str, Any]:
-        meta = self.data_meta
-        net = self.net.config
-        net["deep_supervision"] = False  # inference needs only the full-resolution head
-        labels = meta.get("labels") or {}
-        names = [n for n, _ in sorted(labels.items(), key=lambda kv: kv[1])]
-        if len(names) != self.net.num_classes:
-            names = ["background"] + [f"label_{i}" for i in range(1, self.net.num_classes)]
-        is_2d = self.net.spatial_dims == 2
-        channels = range(self.net.in_channels)
-        return {
-            "version": CHECKPOINT_FORMAT_VERSION,
-            "net": {"name": "unet", "kwargs": net},
-            "labels": {name: i for i, name in enumerate(names)},
-            "channel_names": meta.get("channel_names") or {str(i): f"ch{i}" for i in channels},
-            "preprocessing": normalize_preprocessing(meta.get("preprocessing")),
-            "mode": meta.get("mode") or ("2d" if is_2d else "3d"),
-            "slice_axis": meta.get("slice_axis", 1 if is_2d else None),
-            "patch_size": meta.get("patch_size"),
-        }
+        return self._checkpoint_meta.to_dict()
 
     def _shared_step(self, batch: dict[str, Any], stage: str) -> Tensor:
         # plain tensors: MONAI MetaTensors would leak into logged metrics and checkpoints
@@ -250,15 +264,15 @@ class SegmentationSystem(pl.LightningModule):
             logits = predict_volume(
                 self.net,
                 image[i],
-                mode=meta["mode"],
-                slice_axis=meta["slice_axis"],
-                patch_size=meta["patch_size"],
+                mode=meta.mode,
+                slice_axis=meta.slice_axis,
+                patch_size=None if meta.patch_size is None else list(meta.patch_size),
                 slice_batch=self.slice_batch,
                 sw_batch_size=self.sw_batch_size,
                 overlap=self.overlap,
             )
             losses.append(self.loss_fn(logits[None], label[i][None]))
-            dices.append(dice_per_label(logits.argmax(0), label[i][0], self.net.num_classes))
+            dices.append(dice_per_label(logits.argmax(0), label[i][0], self.num_classes))
         loss = torch.stack(losses).mean()
         self._val_dice.extend(dices)
         self.log(
@@ -276,17 +290,17 @@ class SegmentationSystem(pl.LightningModule):
             raise ValueError(f"se_loss_weight must be a number >= 0, got {weight!r}")
         if weight == 0:
             return 0.0, None
-        encoder = self.net.bottleneck_attention
+        encoder = self._bottleneck_attention()
         if not isinstance(encoder, ContextEncoding):
             raise ValueError(
                 f"se_loss_weight={weight} needs attention='enc' at the bottleneck (EncNet's "
                 f"SE-loss reads its encoding), got attention={self.hparams['attention']!r} with "
-                f"positions {list(self.hparams['attention_positions'])}"
+                f"modules at {list(self.net.attention_modules())}"
             )
-        if self.net.num_classes < 2:
+        if self.num_classes < 2:
             raise ValueError("se_loss_weight > 0 needs num_classes >= 2 (foreground classes)")
         encoder.record_encoding = True
-        return float(weight), nn.Linear(encoder.channels, self.net.num_classes - 1)
+        return float(weight), nn.Linear(encoder.channels, self.num_classes - 1)
 
     def se_loss(self, label: Tensor) -> Tensor:
         """EncNet's semantic-encoding loss for the latest training forward pass of ``self.net``.
@@ -308,15 +322,18 @@ class SegmentationSystem(pl.LightningModule):
         Raises:
             RuntimeError: the SE-loss is off or no training forward pass recorded an encoding.
         """
-        encoder = self.net.bottleneck_attention
+        encoder = self._bottleneck_attention()
         if self.se_head is None or not isinstance(encoder, ContextEncoding):
             raise RuntimeError("se_loss() needs se_loss_weight > 0")
         encoding, encoder.last_encoding = encoder.last_encoding, None
         if encoding is None:
             raise RuntimeError("no encoding recorded: run self.net on a batch in training mode")
         logits = self.se_head(encoding)
-        presence = class_presence(label, self.net.num_classes)[:, 1:].to(logits.dtype)
+        presence = class_presence(label, self.num_classes)[:, 1:].to(logits.dtype)
         return F.binary_cross_entropy_with_logits(logits, presence)
+
+    def _bottleneck_attention(self) -> nn.Module | None:
+        return self.net.attention_modules().get("bottleneck")
 
     def _loss(self, out: Tensor | list[Tensor], label: Tensor) -> Tensor:
         if isinstance(out, Tensor):
@@ -370,8 +387,24 @@ def _nanmean(x: Tensor, dim: int) -> Tensor:
     return torch.nanmean(x.double(), dim=dim).float()
 
 
-class _CrossEntropy(nn.Module):
-    """Cross-entropy taking a ``(N, 1, *spatial)`` integer label like MONAI's losses."""
+def _net_options(
+    name: str, net_kwargs: dict[str, Any] | None, top_level: dict[str, Any]
+) -> dict[str, Any]:
+    """The network's options from ``net_kwargs`` and, for the U-Net, the top-level options.
 
-    def forward(self, logits: Tensor, label: Tensor) -> Tensor:
-        return F.cross_entropy(logits, label[:, 0].long())
+    Raises:
+        ValueError: a top-level U-Net option given for another network, or given twice.
+    """
+    options = dict(net_kwargs or {})
+    given = {k: v for k, v in top_level.items() if v is not None}
+    if name != "unet" and given:
+        raise ValueError(
+            f"model option(s) {sorted(given)} belong to the U-Net; for net {name!r} put the "
+            "network's options in model.net_kwargs"
+        )
+    twice = sorted(set(given) & set(options))
+    if twice:
+        raise ValueError(f"U-Net option(s) {twice} given both at the top level and in net_kwargs")
+    if "features" in given:
+        given["features"] = [int(f) for f in given["features"]]
+    return {**given, **options}

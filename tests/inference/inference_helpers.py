@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from segattn.inference.checkpoint import CheckpointMeta
 from segattn.nets import UNet
 
 SHAPE = (20, 24, 18)
@@ -33,9 +34,7 @@ def checkpoint_meta(
         "num_classes": len(labels),
         "features": [4, 8],
     }
-    return {
-        "version": 1,
-        "net": {"name": "unet", "kwargs": kwargs},
+    data_meta = {
         "labels": labels,
         "channel_names": {str(i): f"ch{i}" for i in range(in_channels)},
         "preprocessing": {
@@ -47,6 +46,7 @@ def checkpoint_meta(
         "slice_axis": slice_axis,
         "patch_size": patch_size,
     }
+    return CheckpointMeta.for_net("unet", kwargs, data_meta).to_dict()
 
 
 def save_checkpoint(path: Path, meta: dict[str, Any], seed: int = 0) -> Path:
