@@ -276,6 +276,7 @@ def measure(args: argparse.Namespace) -> list[Row]:
             if repeat >= args.warmup:
                 row.seconds.append(seconds)
                 row.peaks.append(mem.peak)
+        print(f"bench train: pass {repeat + 1}/{args.warmup + args.repeats} done", file=sys.stderr)
     return rows
 
 
@@ -345,7 +346,10 @@ def run_train(args: argparse.Namespace) -> int:
         f"median of {args.repeats} interleaved steps after {args.warmup} warm-up; "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
-    rows = measure(args)
+    try:
+        rows = measure(args)
+    except ValueError as err:  # e.g. a size that a network's norms cannot train on
+        raise SegattnError(f"bench train: {err}") from err
     print(format_rows(rows))
     print(
         "x: ratio to the plain network (attention 'none') of the same dims, network and variant; "
