@@ -17,8 +17,9 @@ repeat 2, ... -- so that a shared machine's load changes hit all rows alike. It 
 
 and the ratio of each to the plain network (same network, dimensionality and variant). MONAI's
 ``BasicUNet`` with the same widths (exactly five levels) is the reference row. ``--compile``,
-``--channels-last`` and ``--bf16`` (autocast) each add a measured variant of every row, compared
-with the eager float32 row as well.
+``--channels-last``, ``--bf16`` (autocast) and ``--plain-autograd`` (the attention modules'
+plain expressions instead of :mod:`segattn.attention.lean`) each add a measured variant of every
+row, compared with the eager float32 row as well.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 
 PLAIN = "none"
 REFERENCE = "basicunet"
-VARIANTS = ("eager", "compile", "channels_last", "bf16")
+VARIANTS = ("eager", "compile", "channels_last", "bf16", "plain_autograd")
 MB = 1024**2
 
 
@@ -77,6 +78,11 @@ def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
     p.add_argument("--channels-last", action="store_true", help="also measure channels-last")
     p.add_argument("--bf16", action="store_true", help="also measure bfloat16 autocast")
+    p.add_argument(
+        "--plain-autograd",
+        action="store_true",
+        help="also measure the attention modules without their lean autograd functions",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_train)
     return p
@@ -184,6 +190,19 @@ class PeakMemory:
             self.peak = _status("VmHWM:") - self.base
 
 
+def _variant_context(variant: str, device: Any) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast, the plain autograd expressions, or nothing."""
+    import torch
+
+    from segattn.attention.lean import plain_autograd
+
+    if variant == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if variant == "plain_autograd":
+        return plain_autograd()
+    return contextlib.nullcontext()
+
+
 def _make_step(row: Row, args: argparse.Namespace, device: Any) -> Callable[[], None]:
     import torch
     import torch.nn.functional as F
@@ -203,10 +222,9 @@ def _make_step(row: Row, args: argparse.Namespace, device: Any) -> Callable[[], 
         net = net.to(memory_format=fmt)
         image = image.contiguous(memory_format=fmt)
     model = torch.compile(net) if row.variant == "compile" else net
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=row.variant == "bf16")
 
     def step() -> None:
-        with autocast:
+        with _variant_context(row.variant, device):
             loss = F.cross_entropy(model(image), target)
         loss.backward()
         optimiser.step()
@@ -235,8 +253,7 @@ def _saved_bytes(row: Row, args: argparse.Namespace, device: Any) -> int | None:
         fmt = torch.channels_last if row.dims == 2 else torch.channels_last_3d
         net = net.to(memory_format=fmt)
         image = image.contiguous(memory_format=fmt)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=row.variant == "bf16")
-    with SavedTensorMeter(exclude=[net]) as meter, autocast:
+    with SavedTensorMeter(exclude=[net]) as meter, _variant_context(row.variant, device):
         out = net(image)
     del out
     return meter.total_bytes

@@ -23,7 +23,7 @@ def _row(out: str, net: str, attention: str, variant: str = "eager") -> list[str
 
 
 def test_bench_train_tiny(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([*TINY, "--attention", "scse", "--channels-last"]) == 0
+    assert main([*TINY, "--attention", "scse", "--channels-last", "--plain-autograd"]) == 0
     out = capsys.readouterr().out
     assert "2D 2x1x32x36 widths [2, 4, 6, 8, 10]; 3 classes" in out
     assert "median of 2 interleaved steps after 0 warm-up; load average" in out
@@ -41,6 +41,8 @@ def test_bench_train_tiny(capsys: pytest.CaptureFixture[str]) -> None:
         net(image)
     assert scse[4] == f"{meter.total_bytes / 1024**2:.1f}"
     assert float(scse[5]) > 1.0  # scSE's output and gates are kept on top of the plain net's
+    # without the lean functions scSE also keeps the full-size g_c + g_s of every module
+    assert float(_row(out, "unet", "scse", "plain_autograd")[5]) > float(scse[5])
 
 
 def test_format_rows_ratios_to_plain_network() -> None:
