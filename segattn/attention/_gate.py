@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 
 from torch import Tensor, nn
 
+from segattn.attention.lean import gate_product
+
 __all__ = ["ChannelGate", "GatedAttention", "as_channel_gate"]
 
 
@@ -25,7 +27,11 @@ def as_channel_gate(weights: Tensor, ndim: int) -> Tensor:
 
 
 class GatedAttention(nn.Module, ABC):
-    """An attention module whose output is ``x * gate(x)``; subclasses define ``gate``."""
+    """An attention module whose output is ``x * gate(x)``; subclasses define ``gate``.
+
+    The product is :func:`segattn.attention.lean.gate_product`: the backward pass keeps ``x`` and
+    the gate, not the product.
+    """
 
     @abstractmethod
     def gate(self, x: Tensor) -> Tensor:
@@ -33,7 +39,7 @@ class GatedAttention(nn.Module, ABC):
 
     def forward(self, x: Tensor) -> Tensor:
         """Recalibrate: ``x: (N, C, *spatial) -> (N, C, *spatial)``, ``x * gate(x)``."""
-        return x * self.gate(x)
+        return gate_product(x, self.gate(x))
 
 
 class ChannelGate(GatedAttention):

@@ -25,6 +25,14 @@ Where we depart from the paper or the authors' code:
   axis the off-centre taps only see zero padding, so the convs reduce to their centre taps there
   (nothing breaks; the spatial context is just the whole, tiny map).
 
+Memory (training): the gate ``x * (1 + sigmoid(M_c + M_s))`` runs as a custom autograd function
+(:func:`segattn.attention.lean.sigmoid_gate`) that keeps ``x``, ``M_c`` and ``M_s`` and recomputes
+the full-size logits and sigmoid in backward. What stays above one copy of the input is the
+spatial branch itself: three convs each keep their ``h``-channel input and three norms theirs,
+``6 h / C`` copies of the input (1.5 at ``C = 16``, where ``min_channels`` makes ``h = C / 4``;
+0.375 at ``C >= 64``), so BAM keeps ``1 + 6 h / C`` times its input (2.5x at ``C = 16``). Going
+lower means recomputing the branch in backward (activation checkpointing).
+
 Example:
     >>> import torch
     >>> bam = BottleneckAttention(channels=32, spatial_dims=3)
@@ -40,6 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from segattn.attention._gate import GatedAttention, as_channel_gate
+from segattn.attention.lean import sigmoid_gate
 from segattn.attention.registry import register
 from segattn.layers import (
     ChannelMLP,
@@ -160,6 +169,13 @@ class BottleneckAttention(GatedAttention):
         m_s = self.spatial_attention(x)
         logits = m_c + m_s if self.combine == "sum" else m_c * m_s
         return 1 + torch.sigmoid(logits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x * gate(x)``: ``(N, C, *spatial) -> (N, C, *spatial)``, keeping the small
+        ``M_c``, ``M_s`` for backward instead of the full-size logits, sigmoid and gate."""
+        m_c = self.channel_attention(x)
+        m_s = self.spatial_attention(x)
+        return sigmoid_gate(x, m_c, m_s, product=self.combine == "product", offset=1.0)
 
     def extra_repr(self) -> str:
         return (

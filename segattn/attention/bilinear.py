@@ -32,6 +32,13 @@ Memory: ``B`` has ``P = C'(C'+1)/2`` channels, about ``C^2 / 512`` for ``C' = C/
 relative to the input grows with ``P / C ~ C / 512``: 10/64 at ``C = 64`` (``C' = 4``), 136/256 at
 ``C = 256``, 528/512 at ``C = 512``; the local path also holds a full ``(N, C, *spatial)`` map.
 
+Memory (training): ``x * sigmoid(g_global * g_local)`` runs as a custom autograd function
+(:func:`segattn.attention.lean.sigmoid_gate`) that keeps ``x``, ``g_global`` and ``g_local``, not
+the product and its sigmoid. The local path is a full-size ``C``-channel map by design: its conv
+output (kept by its norm) and its ReLU output (``g_local``) are two copies of the input, plus
+``z`` and ``B`` (``2 C' / C + P / C``), 4.1x the input at ``C = 16`` and more for larger ``C``
+(``P / C`` grows, see above). Going lower means recomputing the paths in backward.
+
 Example:
     >>> import torch
     >>> att = BilinearAttention(channels=64, spatial_dims=3)
@@ -49,6 +56,7 @@ import torch
 from torch import Tensor, nn
 
 from segattn.attention._gate import GatedAttention
+from segattn.attention.lean import sigmoid_gate
 from segattn.attention.registry import register
 from segattn.layers import conv_type, hidden_channels, norm_layer, reduce_dims
 
@@ -154,9 +162,20 @@ class BilinearAttention(GatedAttention):
         Returns:
             ``(N, C, *spatial)`` with values in [0.5, 1).
         """
+        g_global, g_local = self._paths(x)
+        return torch.sigmoid(g_global * g_local)
+
+    def _paths(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``g_global`` ``(N, C, 1, ..., 1)`` and ``g_local`` ``(N, C, *spatial)``."""
         b = second_order(self.reduce(x))
         g_global = self.global_path(b.mean(dim=reduce_dims(b.ndim), keepdim=True))
-        return torch.sigmoid(g_global * self.local_path(b))
+        return g_global, self.local_path(b)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x * gate(x)``: ``(N, C, *spatial) -> (N, C, *spatial)``; backward keeps ``g_local``
+        (kept by its ReLU anyway) and ``g_global``, not the product and its sigmoid."""
+        g_global, g_local = self._paths(x)
+        return sigmoid_gate(x, g_global, g_local, product=True)
 
     def extra_repr(self) -> str:
         return (

@@ -22,6 +22,12 @@ Where we depart from the paper or the authors' code:
   in training at batch 1 on a 1x1x1 U-Net bottleneck. ``spatial_norm="batch"`` gives the authors'
   layer, including the zero-initialised scale.
 
+Memory: the channel-gated ``x'`` is never kept for the backward pass. ``forward`` pools
+``[mean_c, max_c]`` of ``x * g_c`` and multiplies ``x * g_c * g_s`` with custom autograd functions
+(:mod:`segattn.attention.lean`) that keep ``x``, ``g_c``, ``g_s`` and the ``(N, 1, *spatial)``
+channel maximum, and recompute ``x'`` in the backward pass; plain autograd keeps ``x'`` twice
+over (for the pooling and for the product).
+
 Example:
     >>> import torch
     >>> cbam = ConvolutionalBlockAttention(channels=16, spatial_dims=3, kernel_size=5)
@@ -37,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from segattn.attention._gate import as_channel_gate
+from segattn.attention.lean import channel_gated_pool, gate_product
 from segattn.attention.registry import register
 from segattn.layers import (
     ChannelMLP,
@@ -138,6 +145,10 @@ class ConvolutionalBlockAttention(nn.Module):
             ``(N, 1, *spatial)`` with values in (0, 1).
         """
         pooled = torch.cat((x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)), dim=1)
+        return self._spatial_gate_from_pooled(pooled)
+
+    def _spatial_gate_from_pooled(self, pooled: Tensor) -> Tensor:
+        """``sigmoid(norm(conv(pooled)))`` for ``pooled = [mean_c, max_c]``: ``(N, 2, *S)``."""
         return torch.sigmoid(self.norm(self.spatial_conv(pooled)))
 
     def gate(self, x: Tensor) -> Tensor:
@@ -154,8 +165,10 @@ class ConvolutionalBlockAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Channel then spatial recalibration: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        refined = x * self.channel_gate(x)
-        return refined * self.spatial_gate(refined)
+        g_c = self.channel_gate(x)
+        # x' = x * g_c is never kept for backward: pooled from x and g_c, then x * g_c * g_s
+        g_s = self._spatial_gate_from_pooled(channel_gated_pool(x, g_c))
+        return gate_product(x, g_c, g_s)
 
     def extra_repr(self) -> str:
         return (

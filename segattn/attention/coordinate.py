@@ -22,6 +22,10 @@ independent of the batch, and, unlike a per-channel (instance-like) norm, keeps 
 levels of the hidden channels, which carry the channel-attention signal. ``norm="batch"`` gives
 the paper's layer.
 
+Memory: ``forward`` multiplies by the axis gates with
+:func:`segattn.attention.lean.gate_product`, which keeps ``x`` and the ``(N, C, S_a)`` strips for
+the backward pass instead of the partial products ``x * g_1``, ``x * g_1 * g_2``.
+
 Example:
     >>> import torch
     >>> coord = CoordinateAttention(channels=16, spatial_dims=3)
@@ -36,6 +40,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from segattn.attention.lean import gate_product
 from segattn.attention.registry import register
 from segattn.layers import check_spatial_dims, hidden_channels, norm_layer
 
@@ -134,10 +139,7 @@ class CoordinateAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Rescale by every axis gate: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
-        out = x
-        for g in self.axis_gates(x):
-            out = out * g
-        return out
+        return gate_product(x, *self.axis_gates(x))
 
     def extra_repr(self) -> str:
         return (

@@ -6,12 +6,22 @@ features loses most of its digits to cancellation, and the Newton-Schulz iterati
 The authors' covariance layer (MPN-COV, used by GSoP-Net and SAN) multiplies the features with an
 ``M x M`` centering matrix, ``M`` = number of positions: 4 GB for a 3D patch of 32^3 voxels. Here
 the mean is subtracted first and ``Xc @ Xc^T / M`` is formed directly, which is the same matrix.
+
+Memory: plain autograd would keep the centred ``Xc`` (a full-size copy of the features) for the
+backward pass; :func:`channel_covariance` is a custom autograd function that keeps ``X`` (which the
+layer before keeps anyway) and the ``(N, C, 1)`` mean, and recomputes ``Xc`` there
+(``dX = (G + G^T) Xc / M``, centred over positions). :func:`segattn.attention.lean.plain_autograd`
+switches back to the plain expression.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
+
+from segattn.attention.lean import lean_enabled
 
 __all__ = ["channel_covariance", "newton_schulz_sqrt"]
 
@@ -29,8 +39,28 @@ def channel_covariance(x: Tensor) -> Tensor:
     n, c = x.shape[:2]
     with torch.autocast(device_type=x.device.type, enabled=False):
         flat = x.reshape(n, c, -1).float()
+        if lean_enabled() and torch.is_grad_enabled():
+            return _Covariance.apply(flat)  # type: ignore[no-any-return]
         centred = flat - flat.mean(dim=2, keepdim=True)
         return torch.bmm(centred, centred.transpose(1, 2)) / flat.shape[2]
+
+
+class _Covariance(torch.autograd.Function):
+    """``Xc Xc^T / M`` of ``(N, C, M)`` features, saving ``X`` and its mean instead of ``Xc``."""
+
+    @staticmethod
+    def forward(ctx: Any, flat: Tensor) -> Tensor:  # type: ignore[override]
+        mean = flat.mean(dim=2, keepdim=True)
+        centred = flat - mean
+        ctx.save_for_backward(flat, mean)
+        return torch.bmm(centred, centred.transpose(1, 2)) / flat.shape[2]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+        flat, mean = ctx.saved_tensors
+        grad = grad / flat.shape[2]
+        grad_centred = torch.bmm(grad + grad.transpose(1, 2), flat - mean)
+        return grad_centred - grad_centred.mean(dim=2, keepdim=True)
 
 
 def newton_schulz_sqrt(a: Tensor, iterations: int = 5, eps: float = 1e-12) -> Tensor:

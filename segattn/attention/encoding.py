@@ -34,6 +34,14 @@ Paper vs code, and our choices:
 - The distances and aggregation run in float32 even under autocast (they subtract large, nearly
   equal numbers).
 
+Memory (training): the output ``relu(x * (1 + gamma))`` is a custom autograd function keeping
+only ``x`` and the channel factor (:func:`segattn.attention.lean.gate_product`), but the
+Encoding layer itself keeps full-size maps for backward: the projection's conv, norm and ReLU
+outputs, a contiguous copy made by the batched matrix product, and the ``(N, K, M)`` distances
+and soft assignments (``K / C`` copies of the input each): 9x the input at ``C = 16`` with
+``K = 32`` (measured by ``tests/attention/test_saved_memory.py``). Going lower means recomputing
+the assignments in backward.
+
 SE-loss: EncNet also predicts which classes are present from ``e`` (a linear head, binary
 cross-entropy). The head and the loss belong to the training system
 (``SegmentationSystem(se_loss_weight=...)``); set ``record_encoding = True`` and this module keeps
@@ -55,6 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segattn.attention.lean import gate_product
 from segattn.attention.registry import register
 from segattn.layers import check_positive_int, check_spatial_dims, conv_type
 
@@ -239,8 +248,8 @@ class ContextEncoding(nn.Module):
         e = self.encoding(x)
         if self.record_encoding:
             self.last_encoding = e if self.training else None
-        out = x * self.factor_from_encoding(e, x.ndim)
-        return F.relu(out) if self.act == "relu" else out
+        # the product and its ReLU keep only x and the factor for backward (no full-size output)
+        return gate_product(x, self.factor_from_encoding(e, x.ndim), relu=self.act == "relu")
 
     def extra_repr(self) -> str:
         return (

@@ -31,6 +31,12 @@ Departures from the paper and the authors' code, each with its reason:
 - The reduction convolution always has stride 1 (the authors use stride 2 on the first stage to
   save time).
 
+Memory (training): GSoP keeps ``1 + 2 d / C`` copies of its input for backward (1.5x with
+``d = C / 4``): ``x`` for the reduction conv, and the reduced ``d``-channel map twice (its norm's
+input and its ReLU's output). The covariance is a custom autograd function that keeps the ReLU
+output instead of a centred copy (:mod:`segattn.attention.covariance`), and the gate is
+channel-only, so the rest is small.
+
 Example:
     >>> import torch
     >>> gsop = GlobalSecondOrderPooling(channels=16, spatial_dims=3)

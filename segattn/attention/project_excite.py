@@ -19,6 +19,11 @@ broadcast sum (``conv1(z) = sum_a W1 z_a + b1``): the full-size ``C``-channel ``
 and ``conv1`` costs ``O(D + H + W)`` positions instead of ``O(D*H*W)``. The hidden map and the gate
 are full size, so training stores about ``(1/r + 1)`` extra copies of the input.
 
+Memory (training): P&E keeps 2.5 copies of its input for backward (with ``r = 2``): ``x``, the
+hidden map (``C / r`` channels, for ``conv2``) and the full-size sigmoid output (its gate, needed
+for the product's and the sigmoid's backward). Its gate varies per channel *and* position, so it
+is not a small gate; going lower means recomputing ``conv2`` in backward.
+
 Example:
     >>> import torch
     >>> pe = ProjectExcite(channels=8, spatial_dims=3)

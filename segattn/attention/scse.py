@@ -11,6 +11,12 @@ Math, with ``g_c`` the channel gate of ``cse`` and ``g_s`` the spatial gate of `
 - ``"max"``: ``max(x * g_c, x * g_s)`` (authors' code and the journal version);
 - ``"mul"``: ``x * g_c * g_s``.
 
+Memory: the three aggregations run as custom autograd functions
+(:mod:`segattn.attention.lean`) that keep only ``x``, ``g_c`` ``(N, C, 1, ...)`` and ``g_s``
+``(N, 1, *spatial)`` for the backward pass and recompute the full-size products there; plain
+autograd would also keep the broadcast sum ``g_c + g_s`` (``"add"``), both products (``"max"``) or
+``x * g_c`` (``"mul"``), one or two more copies of the input.
+
 Example:
     >>> import torch
     >>> scse = ChannelSpatialSqueezeExcitation(channels=8, spatial_dims=3, aggregation="max")
@@ -20,9 +26,9 @@ Example:
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
+from segattn.attention.lean import gate_max, gate_product, gate_sum_product
 from segattn.attention.registry import register
 from segattn.attention.spatial_se import SpatialSqueezeExcitation
 from segattn.attention.squeeze_excitation import SqueezeExcitation
@@ -98,10 +104,10 @@ class ChannelSpatialSqueezeExcitation(nn.Module):
         g_s = self.spatial_gate(x)
         if self.aggregation == "add":
             # x*g_c + x*g_s written as one product: one full-size temporary instead of two.
-            return x * (g_c + g_s)
+            return gate_sum_product(x, g_c, g_s)
         if self.aggregation == "max":
-            return torch.maximum(x * g_c, x * g_s)
-        return x * g_c * g_s
+            return gate_max(x, g_c, g_s)
+        return gate_product(x, g_c, g_s)
 
     def extra_repr(self) -> str:
         return f"aggregation={self.aggregation!r}"

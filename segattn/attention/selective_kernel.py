@@ -29,6 +29,12 @@ Where we depart from the paper or the authors' code:
 - ``d = max(C // 16, 32)`` follows the paper (``L = 32``); for small ``C`` that makes ``d > C``,
   which is fine. ``min_channels`` is ``L``.
 
+Memory (training): SK keeps about ``1 + 2 M`` copies of its input for backward (5x with two
+branches): ``x`` for the branch convs, and per branch the conv output (for its norm) and the
+activation (for the weighted sum). These are SK's branch feature maps, not gates, so the lean
+gating products of :mod:`segattn.attention.lean` do not apply; going lower means recomputing the
+branches in backward (activation checkpointing).
+
 Example:
     >>> import torch
     >>> sk = SelectiveKernel(channels=16, spatial_dims=3)

@@ -6,6 +6,9 @@ slab-wise bounded-memory method and once with MONAI's whole-volume accumulation,
 Python process so their peak resident memory (``VmHWM``; ``ru_maxrss``) is measured separately,
 and prints both with wall times and the ratios. The network is small so that the run takes minutes
 on a CPU; what is measured is the accumulation, not the network.
+
+``segattn bench train`` (in :mod:`segattn.cli.bench_train`) measures training steps of networks
+with and without attention modules.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from segattn.cli.bench_train import add_train_parser
 
 METHODS = ("slabs", "whole")
 MB = 1024**2
@@ -97,6 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--workdir", type=Path, metavar="DIR", help="keep the files here (default: a temp folder)"
     )
     mem.set_defaults(func=run)
+    add_train_parser(sub)  # segattn bench train (segattn/cli/bench_train.py)
     return parser
 
 

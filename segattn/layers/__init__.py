@@ -16,10 +16,13 @@ from segattn.layers.factories import (
     norm_layer,
     reduce_dims,
 )
+from segattn.layers.memory import SavedTensor, SavedTensorMeter
 from segattn.layers.mlp import ChannelMLP
 
 __all__ = [
     "ChannelMLP",
+    "SavedTensor",
+    "SavedTensorMeter",
     "act_layer",
     "avg_pool_type",
     "check_positive_int",
