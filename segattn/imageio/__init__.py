@@ -1,0 +1,116 @@
+"""Every image and label-map read and write in segattn: NIfTI, NRRD, MetaImage, DICOM series.
+
+One place owns file naming (:mod:`.naming`), format detection, reading to RAS+ world geometry
+(:mod:`.read`, :mod:`.dicom`), the one geometry tolerance and grid checks (:mod:`.geometry`),
+label data types and atomic writing (:mod:`.write`), viewer label files (:mod:`.labelfiles`) and
+DICOM SEG (:mod:`.dicomseg`). ``predict``, ``explain``, ``evaluate``, the MALC/VISCERAL converters
+and the phantoms use it.
+
+Reading input the way ``predict`` does (``explain`` calls the same two functions)::
+
+    from segattn.imageio import discover_inputs, read_scan
+    cases, errors = discover_inputs(["scans/"], in_channels=1, series=None)
+    for case in cases:
+        scan = read_scan(case.source, series=case.series)
+        scan.image.shape, scan.affine    # (X, Y, Z) voxels, RAS+ affine; scan.format "dicom"...
+"""
+
+from __future__ import annotations
+
+from segattn.imageio.dicom import SeriesInfo, list_series, select_series, sorted_slices
+from segattn.imageio.dicomseg import read_dicom_seg, write_dicom_seg
+from segattn.imageio.discover import (
+    CaseError,
+    InputCase,
+    discover_inputs,
+    list_scans,
+)
+from segattn.imageio.geometry import (
+    GEOMETRY_TOLERANCE,
+    affine_difference,
+    affine_from_itk,
+    check_same_grid,
+    itk_from_affine,
+    same_grid,
+)
+from segattn.imageio.labelfiles import (
+    ITKSNAP_FILE,
+    SLICER_FILE,
+    label_colour,
+    read_itksnap_labels,
+    read_slicer_colours,
+    write_label_files,
+)
+from segattn.imageio.naming import (
+    IMAGE_ENDINGS,
+    OUTPUT_FORMATS,
+    case_name,
+    file_format,
+    image_ending,
+    is_dicom_folder,
+    output_name,
+    split_channel_suffix,
+    strip_ending,
+)
+from segattn.imageio.read import (
+    Scan,
+    channel_count,
+    describe_error,
+    label_array,
+    read_label_scan,
+    read_scan,
+    sitk_to_nifti,
+)
+from segattn.imageio.write import (
+    label_dtype,
+    label_image,
+    to_sitk,
+    write_image,
+    write_label_map,
+)
+
+__all__ = [
+    "GEOMETRY_TOLERANCE",
+    "IMAGE_ENDINGS",
+    "ITKSNAP_FILE",
+    "OUTPUT_FORMATS",
+    "SLICER_FILE",
+    "CaseError",
+    "InputCase",
+    "Scan",
+    "SeriesInfo",
+    "affine_difference",
+    "affine_from_itk",
+    "case_name",
+    "channel_count",
+    "check_same_grid",
+    "describe_error",
+    "discover_inputs",
+    "file_format",
+    "image_ending",
+    "is_dicom_folder",
+    "itk_from_affine",
+    "label_array",
+    "label_colour",
+    "label_dtype",
+    "label_image",
+    "list_scans",
+    "list_series",
+    "output_name",
+    "read_dicom_seg",
+    "read_itksnap_labels",
+    "read_label_scan",
+    "read_scan",
+    "read_slicer_colours",
+    "same_grid",
+    "select_series",
+    "sitk_to_nifti",
+    "sorted_slices",
+    "split_channel_suffix",
+    "strip_ending",
+    "to_sitk",
+    "write_dicom_seg",
+    "write_image",
+    "write_label_files",
+    "write_label_map",
+]
