@@ -24,6 +24,7 @@ from segattn.imageio.naming import (
     case_name,
     image_ending,
     is_dicom_folder,
+    list_images,
     output_name,
     split_channel_suffix,
     strip_ending,
@@ -64,12 +65,8 @@ def list_scans(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if is_dicom_folder(folder):
         return [folder]
-    found = []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
-            continue
-        if (p.is_file() and image_ending(p) is not None) or (p.is_dir() and is_dicom_folder(p)):
-            found.append(p)
+    series = [p for p in folder.iterdir() if not p.name.startswith(".") and is_dicom_folder(p)]
+    found = sorted([*list_images(folder), *series])
     if not found:
         raise InputFileError(
             folder, f"folder contains no image files ({', '.join(IMAGE_ENDINGS)}) or DICOM series"

@@ -99,6 +99,26 @@ def output_name(source: str | Path, output_format: str = "same") -> str:
     return case_name(source) + output_ending(source, output_format)
 
 
+def list_images(
+    folder: str | Path, formats: tuple[str, ...] | None = None, recursive: bool = False
+) -> list[Path]:
+    """The image files in ``folder`` (or below it, with ``recursive``), sorted, hidden files
+    skipped; ``formats`` (e.g. ``("nifti",)``) keeps only those formats. A missing folder has
+    none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p
+        for p in candidates
+        if not p.name.startswith(".")
+        and p.is_file()
+        and file_format(p) is not None
+        and (formats is None or file_format(p) in formats)
+    )
+
+
 def looks_like_dicom(path: Path) -> bool:
     """True if the file has a DICOM ending or the ``DICM`` marker at byte 128 (hidden files and
     image files of the other formats are not DICOM)."""

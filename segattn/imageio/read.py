@@ -119,13 +119,18 @@ def read_scan(path: str | Path, series: str | None = None) -> Scan:
             raise InputFileError(
                 path, f"not an image file name (expected {', '.join(IMAGE_ENDINGS)})"
             )
-        image = _read_nifti(path) if fmt == "nifti" else _read_itk(path)
+        image = open_nifti(path) if fmt == "nifti" else _read_itk(path)
         scan = Scan(path, fmt, image)
     _check_image(path, scan.image)
     return scan
 
 
-def _read_nifti(path: Path) -> nib.Nifti1Image:
+def open_nifti(path: str | Path) -> nib.Nifti1Image:
+    """``nib.load`` (lazy: no voxel data read) for a NIfTI-1 or NIfTI-2 file.
+
+    Raises:
+        InputFileError: the file cannot be read or is not a NIfTI image.
+    """
     try:
         img = nib.load(path)
     except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error) as err:

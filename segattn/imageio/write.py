@@ -21,13 +21,17 @@ def label_dtype(num_classes: int) -> type[np.integer]:
 
 
 def label_image(
-    labels: np.ndarray, reference: nib.Nifti1Image, num_classes: int
+    labels: np.ndarray,
+    reference: nib.Nifti1Image,
+    num_classes: int,
+    description: str | None = None,
 ) -> nib.Nifti1Image:
     """A label-map NIfTI image on ``reference``'s exact grid and header geometry.
 
     The header is the reference's (affine, qform/sform matrices and codes, units, ...) with a 3D
     shape, an integer data type (:func:`label_dtype`), no intensity scaling (scl_slope 1,
-    scl_inter 0) and the display range reset.
+    scl_inter 0) and the display range reset; ``description`` (if given) replaces the header's
+    ``descrip`` (79 bytes at most).
 
     Raises:
         ValueError: ``labels`` is not on the reference grid.
@@ -44,6 +48,8 @@ def label_image(
     out.header["cal_max"] = 0
     out.header.set_qform(reference.header.get_qform(), code=int(reference.header["qform_code"]))
     out.header.set_sform(reference.header.get_sform(), code=int(reference.header["sform_code"]))
+    if description is not None:
+        out.header["descrip"] = description.encode()[:79]
     return out
 
 
