@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from segattn.imageio.dicom import SeriesInfo, list_series, select_series, sorted_slices
 from segattn.imageio.dicomseg import read_dicom_seg, write_dicom_seg
+from segattn.imageio.dicomwrite import write_dicom_series
 from segattn.imageio.discover import (
     CaseError,
     InputCase,
@@ -114,6 +115,7 @@ __all__ = [
     "strip_ending",
     "to_sitk",
     "write_dicom_seg",
+    "write_dicom_series",
     "write_image",
     "write_label_files",
     "write_label_map",

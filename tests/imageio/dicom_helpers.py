@@ -11,61 +11,14 @@ import SimpleITK as sitk
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+from segattn.imageio import write_dicom_series
+
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 
-def _ds(values: Any, digits: int = 6) -> str:
-    return "\\".join(f"{float(v):.{digits}f}" for v in values)
-
-
-def write_series(
-    folder: Path,
-    image: Any,
-    series_uid: str | None = None,
-    description: str = "test series",
-    study_uid: str | None = None,
-    frame_uid: str | None = None,
-    prefix: str = "",
-) -> list[Path]:
-    """Write the 3D ``SimpleITK.Image`` ``image`` (int16) as one file per slice ``k``, with the
-    slice's position and the image's row/column directions; returns the files in ``k`` order."""
-    folder.mkdir(parents=True, exist_ok=True)
-    series_uid = series_uid or generate_uid()
-    study_uid = study_uid or generate_uid()
-    frame_uid = frame_uid or generate_uid()
-    direction = np.asarray(image.GetDirection()).reshape(3, 3)
-    orientation = _ds(list(direction[:, 0]) + list(direction[:, 1]), 8)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    files = []
-    for k in range(image.GetSize()[2]):
-        part = image[:, :, k]
-        tags = {
-            "0008|0016": CT_IMAGE_STORAGE,
-            "0008|0018": generate_uid(),
-            "0008|0060": "CT",
-            "0008|103e": description,
-            "0010|0010": "Test^Patient",
-            "0010|0020": "P001",
-            "0020|000d": study_uid,
-            "0020|000e": series_uid,
-            "0020|0052": frame_uid,
-            "0020|0011": "1",
-            "0020|0013": str(k + 1),
-            "0020|0037": orientation,
-            "0020|0032": _ds(image.TransformIndexToPhysicalPoint((0, 0, k))),
-            "0018|0050": f"{image.GetSpacing()[2]:.6f}",
-            "0028|1050": "40",
-            "0028|1051": "400",
-        }
-        for tag, value in tags.items():
-            part.SetMetaData(tag, value)
-        path = folder / f"{prefix}slice{k:03d}.dcm"
-        writer.SetFileName(str(path))
-        writer.Execute(part)
-        files.append(path)
-    return files
+def write_series(folder: Path, image: Any, **kwargs: Any) -> list[Path]:
+    """:func:`segattn.imageio.write_dicom_series` with the arguments in test order."""
+    return write_dicom_series(image, folder, **kwargs)
 
 
 def itk_image(data: np.ndarray, spacing: Any, origin: Any, direction: np.ndarray) -> Any:
