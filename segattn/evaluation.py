@@ -34,11 +34,13 @@ from segattn.errors import InputFileError, SegattnError
 from segattn.fileio import atomic_path
 from segattn.imageio import (
     GEOMETRY_TOLERANCE,
+    align_to_grid,
     check_same_grid,
     image_ending,
     is_dicom_folder,
     label_array,
     read_label_scan,
+    same_grid,
     strip_ending,
 )
 from segattn.metrics import dice_per_label
@@ -264,7 +266,7 @@ def evaluate_folders(
     for case in cases:  # one pair in memory at a time
         p_img, p_arr = _read(preds[case])
         r_img, r_arr = _read(refs[case])
-        _check_geometry(case, preds[case], refs[case], p_img, r_img)
+        p_arr = _on_label_grid(case, preds[case], refs[case], p_img, p_arr, r_img)
         if known is not None:
             for path, arr in ((preds[case], p_arr), (refs[case], r_arr)):
                 bad = np.setdiff1d(np.unique(arr), sorted(known))
@@ -324,7 +326,18 @@ def _read(path: Path) -> tuple[Any, np.ndarray]:
     return img, label_array(img, path)
 
 
-def _check_geometry(case: str, pred: Path, ref: Path, p_img: Any, r_img: Any) -> None:
+def _on_label_grid(
+    case: str, pred: Path, ref: Path, p_img: Any, p_arr: np.ndarray, r_img: Any
+) -> np.ndarray:
+    """The prediction's voxels on the label's grid: as they are, or re-ordered when the two
+    files store the same voxels in another axis order (a DICOM series' slice order); any other
+    difference is refused with one line."""
+    if same_grid(p_img.shape, p_img.affine, r_img.shape, r_img.affine):
+        return p_arr
+    aligned = align_to_grid(p_arr, p_img.affine, r_img.shape, r_img.affine)
+    if aligned is not None:
+        return aligned
     check_same_grid(
         pred, p_img.shape, p_img.affine, f"label {ref}", r_img.shape, r_img.affine, f"case {case}: "
     )
+    raise AssertionError("unreachable: check_same_grid raises for different grids")

@@ -70,6 +70,30 @@ def same_grid(
     )
 
 
+def align_to_grid(
+    array: np.ndarray,
+    affine: np.ndarray,
+    target_shape: tuple[int, ...],
+    target_affine: np.ndarray,
+) -> np.ndarray | None:
+    """``array`` ``(X, Y, Z)`` re-indexed onto the target grid when both grids hold the same
+    voxel centres in another axis order or direction (e.g. a DICOM series read in slice-position
+    order vs. the NIfTI it was made from); None otherwise. No resampling: voxel for voxel.
+    """
+    import nibabel.orientations as orientations
+
+    if array.ndim != 3 or len(target_shape) < 3:
+        return None
+    transform = orientations.ornt_transform(
+        orientations.io_orientation(affine), orientations.io_orientation(target_affine)
+    )
+    moved = orientations.apply_orientation(array, transform)
+    moved_affine = np.asarray(affine) @ orientations.inv_ornt_aff(transform, array.shape)
+    if same_grid(moved.shape, moved_affine, tuple(target_shape), target_affine):
+        return np.ascontiguousarray(moved)
+    return None
+
+
 def check_same_grid(
     path: str | Path,
     shape: tuple[int, ...],

@@ -16,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "imageio"))
 from dicom_helpers import write_series  # noqa: E402
 
 from segattn.cli.main import main  # noqa: E402
+from segattn.errors import InputFileError  # noqa: E402
+from segattn.evaluation import evaluate_folders  # noqa: E402
 from segattn.imageio import read_dicom_seg, read_scan  # noqa: E402
 
 SHAPE = (13, 11, 9)
@@ -137,3 +139,26 @@ def test_other_output_formats_and_dicom_seg(scans: Path, tmp_path: Path) -> None
     assert not (seg / "scan.dcm").exists()
     scan = read_scan(scans / "inputs" / "scan_dcm")
     np.testing.assert_array_equal(read_dicom_seg(seg / "scan_dcm.dcm", scan.slices), expected)
+
+
+def test_evaluate_reads_every_format(scans: Path, tmp_path: Path) -> None:
+    """Predictions in NRRD, MHA and from a DICOM series (stored in slice-position order, reversed
+    for the flipped scan) against NIfTI references: matched by case name, Dice 1."""
+    out = tmp_path / "pred"
+    assert _predict(scans, out) == 0
+    refs = tmp_path / "labels"
+    refs.mkdir()
+    reference = out / "scan.nii.gz"
+    for case in ("scan_nrrd", "scan_mha", "scan_dcm"):
+        (refs / f"{case}.nii.gz").write_bytes(reference.read_bytes())
+    result = evaluate_folders(out, refs, allow_missing=True)
+    assert sorted(result.per_case) == ["scan_dcm", "scan_mha", "scan_nrrd"]
+    for dice in result.per_case.values():
+        scored = [d for d in dice.values() if not np.isnan(d)]
+        assert scored and all(d == 1.0 for d in scored)
+    original = nib.load(reference)
+    affine = original.affine.copy()
+    affine[0, 3] += 0.5  # half a voxel off: not the same grid in any order
+    nib.save(nib.Nifti1Image(np.asanyarray(original.dataobj), affine), refs / "scan.nii.gz")
+    with pytest.raises(InputFileError, match="case scan: affine differs from label"):
+        evaluate_folders(out, refs, allow_missing=True)
