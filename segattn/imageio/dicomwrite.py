@@ -67,7 +67,7 @@ def write_dicom_series(
             "0008|0018": generate_uid(),
             "0008|0060": "CT",
             "0008|103e": description,
-            "0010|0010": "Anonymous",
+            "0010|0010": "Anonymous^",
             "0010|0020": "ANON",
             "0020|000d": study_uid,
             "0020|000e": series_uid,
