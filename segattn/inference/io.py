@@ -11,6 +11,11 @@ from pathlib import Path
 
 import nibabel as nib
 
+from segattn.data.layout import (  # noqa: F401 (NIfTI-only names, kept for existing callers)
+    NIFTI_ENDINGS,
+    nifti_ending,
+    strip_nifti_ending,
+)
 from segattn.imageio import (  # noqa: F401 (re-exported for inference callers)
     IMAGE_ENDINGS,
     channel_count,
@@ -25,6 +30,16 @@ from segattn.imageio import (  # noqa: F401 (re-exported for inference callers)
     split_channel_suffix,
     strip_ending,
 )
+
+
+def list_nifti(folder: str | Path) -> list[Path]:
+    """The scans in ``folder`` (:func:`segattn.imageio.list_scans`: every image format and DICOM
+    series, no longer only NIfTI).
+
+    Raises:
+        InputFileError: nothing to read in the folder.
+    """
+    return list_scans(folder)
 
 
 def load_nifti_header(path: str | Path) -> nib.Nifti1Image:

@@ -162,3 +162,28 @@ def test_evaluate_reads_every_format(scans: Path, tmp_path: Path) -> None:
     nib.save(nib.Nifti1Image(np.asanyarray(original.dataobj), affine), refs / "scan.nii.gz")
     with pytest.raises(InputFileError, match="case scan: affine differs from label"):
         evaluate_folders(out, refs, allow_missing=True)
+
+
+def test_two_channel_model_takes_one_scan_per_channel(tmp_path: Path) -> None:
+    """Channel scans ``CASE_0000``/``CASE_0001`` as NIfTI files, NRRD files or DICOM series
+    folders give the same labels."""
+    ckpt = save_checkpoint(tmp_path / "model.ckpt", checkpoint_meta(in_channels=2))
+    affine = _affines()["oblique"]
+    for folder in ("nifti", "nrrd", "dicom"):
+        (tmp_path / folder).mkdir()
+    for channel in range(2):
+        data = np.round(phantom(SHAPE, seed=channel) * 4).astype(np.int16)
+        nifti = tmp_path / "nifti" / f"case_{channel:04d}.nii.gz"
+        nib.save(nib.Nifti1Image(data, affine), nifti)
+        itk = sitk.ReadImage(str(nifti))
+        sitk.WriteImage(itk, str(tmp_path / "nrrd" / f"case_{channel:04d}.nrrd"))
+        write_series(tmp_path / "dicom" / f"case_{channel:04d}", itk)
+    outputs = {}
+    for folder in ("nifti", "nrrd", "dicom"):
+        out = tmp_path / f"pred_{folder}"
+        args = ["predict", "--model", str(ckpt), "--input", str(tmp_path / folder)]
+        assert main([*args, "--output", str(out), "--no-progress", "--output-format", "nifti"]) == 0
+        outputs[folder] = np.asanyarray(nib.load(out / "case.nii.gz").dataobj)
+    assert len(np.unique(outputs["nifti"])) > 1
+    np.testing.assert_array_equal(outputs["nrrd"], outputs["nifti"])
+    np.testing.assert_array_equal(outputs["dicom"], outputs["nifti"])
