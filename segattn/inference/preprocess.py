@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import nibabel as nib
+import numpy as np
 import torch
 from monai.data import MetaTensor, NibabelReader
 from monai.transforms import Compose, EnsureChannelFirst, NormalizeIntensityd, ScaleIntensityRanged
@@ -69,6 +70,10 @@ def load_opened(step: Any, images: Sequence[nib.Nifti1Image], paths: Sequence[Pa
     reader.filenames = [str(p) for p in paths]
     array, meta = reader.get_data(images[0] if len(images) == 1 else list(images))
     array = convert_to_dst_type(array, dst=array, dtype=loader.dtype)[0]
+    if isinstance(array, np.ndarray) and not array.flags.writeable:
+        # still the reader's read-only buffer (already float32): later steps work in place,
+        # and the opened scan may be preprocessed again by another chain
+        array = array.copy()
     meta = switch_endianness(meta, "<")
     meta[ImageMetaKey.FILENAME_OR_OBJ] = str(paths[0])
     image = MetaTensor.ensure_torch_and_prune_meta(

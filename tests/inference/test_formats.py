@@ -187,3 +187,25 @@ def test_two_channel_model_takes_one_scan_per_channel(tmp_path: Path) -> None:
     assert len(np.unique(outputs["nifti"])) > 1
     np.testing.assert_array_equal(outputs["nrrd"], outputs["nifti"])
     np.testing.assert_array_equal(outputs["dicom"], outputs["nifti"])
+
+
+def test_ensemble_of_differently_preprocessed_models_on_a_float_scan(tmp_path: Path) -> None:
+    """One opened MetaImage scan goes through two preprocessing chains; neither may change it
+    for the other (float32 voxels are used straight from SimpleITK's buffer)."""
+    data = phantom(SHAPE, seed=5)  # float32
+    nifti = tmp_path / "in" / "scan.nii.gz"
+    nifti.parent.mkdir()
+    nib.save(nib.Nifti1Image(data, _affines()["flipped"]), nifti)
+    sitk.WriteImage(sitk.ReadImage(str(nifti)), str(tmp_path / "in" / "scan2.mha"))
+    models = [
+        save_checkpoint(tmp_path / "a.ckpt", checkpoint_meta(orientation=None), seed=1),
+        save_checkpoint(tmp_path / "b.ckpt", checkpoint_meta(), seed=2),
+    ]
+    out = tmp_path / "out"
+    args = ["predict", "--model", *map(str, models), "--input", str(tmp_path / "in")]
+    assert main([*args, "--output", str(out), "--no-progress"]) == 0
+    expected = np.asanyarray(nib.load(out / "scan.nii.gz").dataobj)
+    assert len(np.unique(expected)) > 1
+    np.testing.assert_array_equal(
+        np.asanyarray(read_scan(out / "scan2.mha").image.dataobj), expected
+    )
