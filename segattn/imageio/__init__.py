@@ -6,13 +6,14 @@ label data types and atomic writing (:mod:`.write`), viewer label files (:mod:`.
 DICOM SEG (:mod:`.dicomseg`). ``predict``, ``explain``, ``evaluate``, the MALC/VISCERAL converters
 and the phantoms use it.
 
-Reading input the way ``predict`` does (``explain`` calls the same two functions)::
+Reading input the way ``predict`` does (``explain`` calls the same functions)::
 
-    from segattn.imageio import discover_inputs, read_scan
+    from segattn.imageio import discover_inputs, read_channels, read_scan
     cases, errors = discover_inputs(["scans/"], in_channels=1, series=None)
     for case in cases:
         scan = read_scan(case.source, series=case.series)
         scan.image.shape, scan.affine    # (X, Y, Z) voxels, RAS+ affine; scan.format "dicom"...
+        scans = read_channels(case.images, in_channels=1, series=case.series)  # checked
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from segattn.imageio.discover import (
     InputCase,
     discover_inputs,
     list_scans,
+    read_channels,
 )
 from segattn.imageio.geometry import (
     GEOMETRY_TOLERANCE,
@@ -104,6 +106,7 @@ __all__ = [
     "list_series",
     "open_nifti",
     "output_name",
+    "read_channels",
     "read_dicom_seg",
     "read_itksnap_labels",
     "read_label_scan",

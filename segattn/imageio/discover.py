@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segattn.errors import InputFileError
+from segattn.imageio.geometry import same_grid
 from segattn.imageio.naming import (
     IMAGE_ENDINGS,
     case_name,
@@ -29,6 +30,7 @@ from segattn.imageio.naming import (
     split_channel_suffix,
     strip_ending,
 )
+from segattn.imageio.read import Scan, channel_count, read_scan
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,43 @@ def discover_inputs(
         else:
             kept.append(case)
     return kept, errors
+
+
+def read_channels(
+    images: str | Path | Scan | Sequence[str | Path | Scan],
+    in_channels: int,
+    series: str | None = None,
+) -> list[Scan]:
+    """Open a case's scans (paths, or scans already opened) and check them against a model's
+    channels: one scan with ``in_channels`` channels (3D for 1, 4D channels-last otherwise), or
+    ``in_channels`` 3D scans on one voxel grid.
+
+    Raises:
+        InputFileError: unreadable scan, wrong channel count, grids that differ (one line).
+        ValueError: no scan given.
+    """
+    items = [images] if isinstance(images, str | Path | Scan) else list(images)
+    if not items:
+        raise ValueError("no image files given")
+    scans = [s if isinstance(s, Scan) else read_scan(s, series) for s in items]
+    first, c = scans[0], in_channels
+    if len(scans) == 1:
+        n = channel_count(first.image)
+        if n != c:
+            hint = "" if c == 1 else f" (a 4D file or channel files _0000.._{c - 1:04d})"
+            raise InputFileError(
+                first.path,
+                f"image has {n} channel(s), shape {first.shape}; the model takes {c}{hint}",
+            )
+        return scans
+    if len(scans) != c:
+        raise InputFileError(first.path, f"{len(scans)} channel files; the model takes {c}")
+    for scan in scans:
+        if channel_count(scan.image) != 1:
+            raise InputFileError(scan.path, f"a channel file must be 3D, got shape {scan.shape}")
+        if not same_grid(scan.shape, scan.affine, first.shape, first.affine):
+            raise InputFileError(scan.path, f"voxel grid differs from {first.path}")
+    return scans
 
 
 def _group(

@@ -53,11 +53,10 @@ from segattn.data.transforms import plain_tensor, preprocess_transforms
 from segattn.errors import InputFileError, SegattnError
 from segattn.imageio import (
     Scan,
-    channel_count,
     label_dtype,
     label_image,
+    read_channels,
     read_scan,
-    same_grid,
     write_dicom_seg,
     write_image,
     write_label_files,
@@ -425,33 +424,11 @@ class Predictor:
     def _check_inputs(
         self, image: ScanLike | Sequence[ScanLike], series: str | None = None
     ) -> tuple[list[Path], nib.Nifti1Image, _Opened]:
-        items = [image] if isinstance(image, str | Path | Scan) else list(image)
-        if not items:
-            raise ValueError("no image files given")
-        scans = [s if isinstance(s, Scan) else read_scan(s, series) for s in items]
-        paths = [s.path for s in scans]
+        scans = read_channels(image, self.in_channels, series)
         imgs = [s.image for s in scans]
         # NIfTI files are loaded by the chain itself; scans read into memory are handed over
         opened = None if all(s.format == "nifti" for s in scans) else imgs
-        c = self.in_channels
-        if len(paths) == 1:
-            n = channel_count(imgs[0])
-            if n != c:
-                hint = "" if c == 1 else f" (a 4D file or channel files _0000.._{c - 1:04d})"
-                raise InputFileError(
-                    paths[0],
-                    f"image has {n} channel(s), shape {imgs[0].shape}; the model takes {c}{hint}",
-                )
-        else:
-            if len(paths) != c:
-                raise InputFileError(paths[0], f"{len(paths)} channel files; the model takes {c}")
-            ref = imgs[0]
-            for p, img in zip(paths, imgs, strict=True):
-                if channel_count(img) != 1:
-                    raise InputFileError(p, f"a channel file must be 3D, got shape {img.shape}")
-                if not same_grid(img.shape, img.affine, ref.shape, ref.affine):
-                    raise InputFileError(p, f"voxel grid differs from {paths[0]}")
-        return paths, imgs[0], opened
+        return [s.path for s in scans], imgs[0], opened
 
 
 def _argmax(probs: Tensor, num_classes: int, rows: int = 8) -> np.ndarray:
