@@ -1,6 +1,8 @@
 """Per-case, per-structure Dice between a folder of predictions and a folder of label maps.
 
-Files are matched by case name (the file name without ``.nii``/``.nii.gz``). A structure absent
+Files are matched by case name (the file or DICOM folder name without its ending: ``.nii``,
+``.nii.gz``, ``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``; any format on either side, read by
+:mod:`segattn.imageio`). A structure absent
 from both the prediction and the label of a case scores NaN there (no evidence either way); NaNs
 are left out of every mean and count. A structure that ``dataset.json`` records as not annotated
 in a case (``"missing_labels": {"CASE": ["gallbladder"]}``, written by the VISCERAL converter)
@@ -30,15 +32,20 @@ import torch
 from segattn.data.layout import MISSING_LABELS_KEY, check_labels
 from segattn.errors import InputFileError, SegattnError
 from segattn.fileio import atomic_path
-from segattn.inference.io import (
+from segattn.imageio import (
+    GEOMETRY_TOLERANCE,
+    align_to_grid,
+    check_same_grid,
+    image_ending,
+    is_dicom_folder,
     label_array,
-    nifti_ending,
-    read_label_map,
-    strip_nifti_ending,
+    read_label_scan,
+    same_grid,
+    strip_ending,
 )
 from segattn.metrics import dice_per_label
 
-AFFINE_TOLERANCE = 1e-3
+AFFINE_TOLERANCE = GEOMETRY_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -259,7 +266,7 @@ def evaluate_folders(
     for case in cases:  # one pair in memory at a time
         p_img, p_arr = _read(preds[case])
         r_img, r_arr = _read(refs[case])
-        _check_geometry(case, preds[case], refs[case], p_img, r_img)
+        p_arr = _on_label_grid(case, preds[case], refs[case], p_img, p_arr, r_img)
         if known is not None:
             for path, arr in ((preds[case], p_arr), (refs[case], r_arr)):
                 bad = np.setdiff1d(np.unique(arr), sorted(known))
@@ -300,29 +307,37 @@ def _index(folder: Path, allow_empty: bool) -> dict[str, Path]:
         raise InputFileError(folder, "no such folder")
     out: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or nifti_ending(path) is None:
+        if path.name.startswith("."):
             continue
-        case = strip_nifti_ending(path)
+        is_image = path.is_file() and image_ending(path) is not None
+        if not (is_image or (path.is_dir() and is_dicom_folder(path))):
+            continue
+        case = strip_ending(path)
         if case in out:
             raise InputFileError(path, f"case {case} also stored as {out[case].name}")
         out[case] = path
     if not out and not allow_empty:
-        raise InputFileError(folder, "folder contains no .nii or .nii.gz files")
+        raise InputFileError(folder, "folder contains no label maps (NIfTI, NRRD, MHA or DICOM)")
     return out
 
 
 def _read(path: Path) -> tuple[Any, np.ndarray]:
-    img = read_label_map(path)
+    img = read_label_scan(path).image
     return img, label_array(img, path)
 
 
-def _check_geometry(case: str, pred: Path, ref: Path, p_img: Any, r_img: Any) -> None:
-    if tuple(p_img.shape[:3]) != tuple(r_img.shape[:3]):
-        raise InputFileError(
-            pred, f"case {case}: shape {p_img.shape[:3]} differs from label {ref} {r_img.shape[:3]}"
-        )
-    diff = float(np.max(np.abs(p_img.affine - r_img.affine)))
-    if diff > AFFINE_TOLERANCE:
-        raise InputFileError(
-            pred, f"case {case}: affine differs from label {ref} (max difference {diff:.3g})"
-        )
+def _on_label_grid(
+    case: str, pred: Path, ref: Path, p_img: Any, p_arr: np.ndarray, r_img: Any
+) -> np.ndarray:
+    """The prediction's voxels on the label's grid: as they are, or re-ordered when the two
+    files store the same voxels in another axis order (a DICOM series' slice order); any other
+    difference is refused with one line."""
+    if same_grid(p_img.shape, p_img.affine, r_img.shape, r_img.affine):
+        return p_arr
+    aligned = align_to_grid(p_arr, p_img.affine, r_img.shape, r_img.affine)
+    if aligned is not None:
+        return aligned
+    check_same_grid(
+        pred, p_img.shape, p_img.affine, f"label {ref}", r_img.shape, r_img.affine, f"case {case}: "
+    )
+    raise AssertionError("unreachable: check_same_grid raises for different grids")

@@ -1,12 +1,16 @@
-"""``segattn predict``: label maps for NIfTI scans, written with the scans' own geometry."""
+"""``segattn predict``: label maps for scans (NIfTI, NRRD, MetaImage, DICOM series), written with
+the scans' own geometry, plus label-name files for ITK-SNAP and 3D Slicer."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
+import warnings
 
 from segattn.errors import SegattnError
+from segattn.imageio import OUTPUT_FORMATS
 from segattn.inference import Predictor
 from segattn.inference.ensemble import PRESETS
 
@@ -14,12 +18,14 @@ from segattn.inference.ensemble import PRESETS
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "predict",
-        help="segment NIfTI scans with a trained checkpoint",
+        help="segment scans (NIfTI, NRRD, MetaImage, DICOM series) with a trained checkpoint",
         description=(
-            "Segment .nii/.nii.gz scans and write DIR/<input name> as integer label maps on the "
-            "input grid (nnU-Net's _0000 channel suffix is dropped: CASE_0000.nii.gz -> "
-            "CASE.nii.gz). Exit status: 0 all cases written, 1 some case failed (one line each "
-            "on stderr), 2 usage or model error."
+            "Segment .nii/.nii.gz/.nrrd/.nhdr/.mha/.mhd scans and DICOM series folders and write "
+            "DIR/<input name> as integer label maps on the input grid (nnU-Net's _0000 channel "
+            "suffix is dropped: CASE_0000.nii.gz -> CASE.nii.gz; a series folder CT1 -> "
+            "CT1.nii.gz), plus labels.itksnap.txt and labels.ctbl naming the labels for ITK-SNAP "
+            "and 3D Slicer. Exit status: 0 all cases written, 1 some case failed (one line each "
+            "on stderr, nothing written for it), 2 usage or model error."
         ),
     )
     parser.add_argument(
@@ -44,8 +50,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         nargs="+",
         required=True,
         metavar="PATH",
-        help="image files or folders of .nii/.nii.gz files (multi-channel models: 4D files or "
-        "nnU-Net channel files CASE_0000, CASE_0001, ... in one folder)",
+        help="image files, DICOM series folders, or folders of those (multi-channel models: 4D "
+        "files or nnU-Net channel scans CASE_0000, CASE_0001, ... in one folder)",
+    )
+    parser.add_argument(
+        "--series",
+        metavar="UID",
+        help="SeriesInstanceUID to read from DICOM folders that hold several series",
+    )
+    parser.add_argument(
+        "--output-format",
+        choices=OUTPUT_FORMATS,
+        default="same",
+        help="label map format: same (default: the input's format; NIfTI .nii.gz for DICOM "
+        "series; .nhdr -> .nrrd, .mhd -> .mha), nifti, nrrd, mha, or dicom-seg (a DICOM "
+        "Segmentation object referencing the source series; DICOM inputs only)",
     )
     parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
     parser.add_argument(
@@ -93,7 +112,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def _quiet_unused_dicom_reader() -> None:
+    """MONAI's image loader also builds its pydicom reader (never used here: segattn reads DICOM
+    itself), which reports on stderr that no GPU decoder is installed; keep that off the output."""
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
+
+
 def run(args: argparse.Namespace) -> int:
+    _quiet_unused_dicom_reader()
     predictor = Predictor(
         args.model,
         device=args.device,
@@ -104,7 +131,13 @@ def run(args: argparse.Namespace) -> int:
         max_memory=args.max_memory,
         method="whole" if args.whole_volume else "slabs",
     )
-    results = predictor.predict_files(args.input, args.output, overwrite=args.overwrite)
+    results = predictor.predict_files(
+        args.input,
+        args.output,
+        overwrite=args.overwrite,
+        series=args.series,
+        output_format=args.output_format,
+    )
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"segattn: error: {r.error}", file=sys.stderr)

@@ -25,17 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
-from segattn.data._convert import copy_as_nii_gz, load_nifti
-from segattn.data.layout import (
-    DATASET_JSON,
-    channel_file,
-    nifti_ending,
-    strip_nifti_ending,
-    write_dataset_json,
-)
+from segattn.data._convert import copy_as_nii_gz
+from segattn.data.layout import DATASET_JSON, channel_file, write_dataset_json
 from segattn.data.malc_labels import (
     PROTOCOLS,
     QUICKNAT_IDS,
@@ -50,7 +43,16 @@ from segattn.data.malc_labels import (
     to_quicknat,
 )
 from segattn.errors import InputFileError, SegattnError
-from segattn.fileio import save_nifti_atomic
+from segattn.imageio import (
+    GEOMETRY_TOLERANCE,
+    affine_difference,
+    label_dtype,
+    label_image,
+    list_images,
+    open_nifti,
+    strip_ending,
+    write_image,
+)
 
 __all__ = [
     "GRID_TOLERANCE_MM",
@@ -67,7 +69,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Largest difference (mm) between image and label affines still taken as the same grid.
-GRID_TOLERANCE_MM = 1e-3
+GRID_TOLERANCE_MM = GEOMETRY_TOLERANCE
 
 _SUBSETS = (("training", "Tr"), ("testing", "Ts"))
 _LABEL_SUFFIX = "_glm"
@@ -180,12 +182,11 @@ def prepare_malc(
         for case in cases:
             if case.label is not None:
                 try:
-                    ids |= present_ids(_read_ids(load_nifti(case.label), case.label))
+                    ids |= present_ids(_read_ids(open_nifti(case.label), case.label))
                 except InputFileError as err:
                     failed[case.name, case.subset] = str(err)
         labels, original = all_protocol_labels(ids)
         id_to_class = id_lookup(labels, original)
-    dtype = np.uint8 if len(labels) <= 255 else np.int16
     extra = {"malc_protocol": protocol, "original_label_ids": original}
     _check_destination(dst, labels, extra, overwrite)
 
@@ -200,7 +201,7 @@ def prepare_malc(
             status, message = "skipped", "already converted"
         else:
             try:
-                _convert(case, image_out, label_out, id_to_class, dtype)
+                _convert(case, image_out, label_out, id_to_class, len(labels))
                 status, message = "converted", ""
             except (InputFileError, OSError) as err:
                 status, message = "failed", _one_line(err, case)
@@ -220,12 +221,8 @@ def _quicknat_original() -> list[tuple[str, int]]:
 def _nifti_files(folder: Path, problems: list[str], suffix: str) -> dict[str, Path]:
     """Case name -> file for the NIfTI files in ``folder`` (name ``CASE{suffix}.nii(.gz)``)."""
     found: dict[str, Path] = {}
-    if not folder.is_dir():
-        return found
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not nifti_ending(path) or not path.is_file():
-            continue
-        stem = strip_nifti_ending(path)
+    for path in list_images(folder, formats=("nifti",)):
+        stem = strip_ending(path)
         if not stem.endswith(suffix):
             problems.append(f"{path}: label file name does not end in {suffix}.nii(.gz)")
             continue
@@ -317,20 +314,21 @@ def _read_ids(image: Any, path: Path) -> np.ndarray:
 
 
 def _convert(
-    case: SourceCase, image_out: Path, label_out: Path, id_to_class: IdToClass, dtype: Any
+    case: SourceCase, image_out: Path, label_out: Path, id_to_class: IdToClass, num_classes: int
 ) -> None:
-    image = load_nifti(case.image)
-    label_image = None
+    image = open_nifti(case.image)
+    classes_image = None
     if case.label is not None:
-        label = load_nifti(case.label)
+        label = open_nifti(case.label)
         _check_grid(case, image, label)
-        classes = relabel(_read_ids(label, case.label), id_to_class, dtype)
-        label_image = _label_nifti(classes, label)
+        classes = relabel(_read_ids(label, case.label), id_to_class, label_dtype(num_classes))
+        # the source label's header and affine (a NIfTI-2 source stays NIfTI-2)
+        classes_image = label_image(classes, label, num_classes)
     image_out.parent.mkdir(parents=True, exist_ok=True)
     copy_as_nii_gz(case.image, image_out)
-    if label_image is not None:
+    if classes_image is not None:
         label_out.parent.mkdir(parents=True, exist_ok=True)
-        save_nifti_atomic(label_image, label_out)
+        write_image(classes_image, label_out)
 
 
 def _check_grid(case: SourceCase, image: Any, label: Any) -> None:
@@ -342,21 +340,12 @@ def _check_grid(case: SourceCase, image: Any, label: Any) -> None:
             f"grid {shape} does not match its image {case.image.name} "
             f"({'x'.join(map(str, image.shape))})",
         )
-    difference = float(np.abs(np.asarray(label.affine) - np.asarray(image.affine)).max())
+    difference = affine_difference(label.affine, image.affine)
     if not difference <= GRID_TOLERANCE_MM:
         raise InputFileError(
             case.label,
             f"affine differs from its image {case.image.name} by up to {difference:.3g} mm",
         )
-
-
-def _label_nifti(classes: np.ndarray, source: nib.Nifti1Image) -> nib.Nifti1Image:
-    """Label image with the source label's header and affine and the new integer data (a NIfTI-2
-    source stays NIfTI-2)."""
-    image = type(source)(classes, source.affine, source.header.copy())
-    image.set_data_dtype(classes.dtype)
-    image.header.set_slope_inter(1.0, 0.0)
-    return image
 
 
 def _one_line(err: InputFileError | OSError, case: SourceCase) -> str:

@@ -37,16 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
-from segattn.data._convert import copy_as_nii_gz, load_nifti
+from segattn.data._convert import copy_as_nii_gz
 from segattn.data.layout import (
     DATASET_JSON,
     MISSING_LABELS_KEY,
     case_name_from_image,
     channel_file,
-    nifti_ending,
     write_dataset_json,
 )
 from segattn.data.visceral_layout import (
@@ -59,7 +57,13 @@ from segattn.data.visceral_layout import (
 )
 from segattn.data.visceral_merge import MergedLabels, label_image, mask_voxels, merge_masks
 from segattn.errors import InputFileError, SegattnError
-from segattn.fileio import save_nifti_atomic
+from segattn.imageio import (
+    GEOMETRY_TOLERANCE,
+    affine_difference,
+    list_images,
+    open_nifti,
+    write_image,
+)
 
 __all__ = [
     "DEFAULT_MODALITY",
@@ -85,7 +89,7 @@ __all__ = [
 ]
 
 SETTINGS_KEY = "visceral"
-AFFINE_TOLERANCE = 1e-3  # mm; masks and volume must share the grid up to header rounding
+AFFINE_TOLERANCE = GEOMETRY_TOLERANCE  # masks and volume share the grid up to header rounding
 FILE_ENDING = ".nii.gz"
 
 
@@ -260,13 +264,13 @@ def _convert_case(
     image_out: Path,
     label_out: Path,
 ) -> MergedLabels:
-    volume = load_nifti(case.volume)
+    volume = open_nifti(case.volume)
     if len(volume.shape) != 3:
         raise InputFileError(case.volume, f"expected a 3D volume, got shape {volume.shape}")
     labels = visceral_labels(list(settings["radlex"]))
     masks: dict[str, np.ndarray] = {}
     for organ, path in case.masks.items():
-        mask = load_nifti(path)
+        mask = open_nifti(path)
         shape = tuple(mask.shape)
         if shape[3:] and all(s == 1 for s in shape[3:]):
             shape = shape[:3]
@@ -276,7 +280,7 @@ def _convert_case(
                 f"grid {shape} differs from its volume {case.volume.name} "
                 f"{tuple(volume.shape)}; case {case.name} skipped",
             )
-        diff = float(np.max(np.abs(mask.affine - volume.affine)))
+        diff = affine_difference(mask.affine, volume.affine)
         if diff > AFFINE_TOLERANCE:
             raise InputFileError(
                 path,
@@ -291,7 +295,7 @@ def _convert_case(
         del data
     merged = merge_masks(masks, labels, volume.shape)
     copy_as_nii_gz(case.volume, image_out)
-    save_nifti_atomic(label_image(merged.label, volume, tag), label_out)
+    write_image(label_image(merged.label, volume, tag), label_out)
     return merged
 
 
@@ -306,10 +310,8 @@ def _check_destination(src: Path, dst: Path) -> None:
 def _existing_cases(images_dir: Path, labels_dir: Path) -> set[str]:
     found = set()
     for folder in (images_dir, labels_dir):
-        if folder.is_dir():
-            for path in folder.iterdir():
-                if path.is_file() and not path.name.startswith(".") and nifti_ending(path):
-                    found.add(case_name_from_image(path, FILE_ENDING))
+        for path in list_images(folder, formats=("nifti",)):
+            found.add(case_name_from_image(path, FILE_ENDING))
     return found
 
 
@@ -356,7 +358,7 @@ def _is_converted(image: Path, label: Path, tag: str) -> bool:
 
 def _descrip(path: Path) -> str | None:
     try:
-        header: Any = nib.load(path).header
+        header: Any = open_nifti(path).header
         raw = header["descrip"]
     except Exception:  # an unreadable leftover counts as not converted
         return None

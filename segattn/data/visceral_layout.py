@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from segattn.data.layout import nifti_ending, strip_nifti_ending
 from segattn.errors import InputFileError
+from segattn.imageio import list_images, strip_ending
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def find_cases(
     volumes_dir, masks_dir = _subfolder(src, "Volumes"), _subfolder(src, "Segmentations")
     volumes: dict[str, Path] = {}
     for path in _nifti_files(volumes_dir):
-        match = _VOLUME_NAME.match(strip_nifti_ending(path))
+        match = _VOLUME_NAME.match(strip_ending(path))
         if match is None or match["modality"] != modality:
             continue
         case = f"{match['patient']}_{match['vol']}"
@@ -143,7 +143,7 @@ def find_cases(
         )
     found: dict[tuple[str, str], dict[int, Path]] = {}
     for path in _nifti_files(masks_dir):
-        match = _MASK_NAME.match(strip_nifti_ending(path))
+        match = _MASK_NAME.match(strip_ending(path))
         if match is None or match["modality"] != modality:
             continue
         case = f"{match['patient']}_{match['vol']}"
@@ -181,8 +181,4 @@ def _subfolder(src: Path, name: str) -> Path:
 
 
 def _nifti_files(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and nifti_ending(p) is not None
-    )
+    return list_images(folder, formats=("nifti",), recursive=True)

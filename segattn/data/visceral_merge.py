@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import nibabel as nib
 import numpy as np
 
+from segattn.imageio import label_image as image_label_map
+
 
 @dataclass
 class MergedLabels:
@@ -89,24 +91,11 @@ def merge_masks(
 
 
 def label_image(label: np.ndarray, volume: nib.Nifti1Image, tag: str = "") -> nib.Nifti1Image:
-    """A uint8 label NIfTI with ``volume``'s header geometry (qform, sform and their codes).
-
-    The header is the volume's with the data type set to uint8, no intensity scaling and
-    ``descrip`` set to ``tag``.
-    """
-    header = nib.Nifti1Header()
-    source = volume.header
-    header.set_data_shape(label.shape)
-    header.set_zooms(tuple(float(z) for z in source.get_zooms()[: label.ndim]))
-    header.set_xyzt_units(*source.get_xyzt_units())
-    qform, qcode = source.get_qform(coded=True)
-    sform, scode = source.get_sform(coded=True)
-    if qform is not None:
-        header.set_qform(qform, code=int(qcode))
-    if sform is not None:
-        header.set_sform(sform, code=int(scode))
-    if qform is None and sform is None:  # an Analyze-like header: keep its best affine
-        header.set_sform(volume.affine, code=1)
-    header.set_data_dtype(np.uint8)
-    header["descrip"] = tag.encode()[:79]
-    return nib.Nifti1Image(np.ascontiguousarray(label, dtype=np.uint8), None, header=header)
+    """A uint8 label NIfTI with ``volume``'s header geometry (qform, sform and their codes), no
+    intensity scaling and ``descrip`` set to ``tag`` (:func:`segattn.imageio.label_image`)."""
+    header = volume.header
+    if header.get_qform(coded=True)[0] is None and header.get_sform(coded=True)[0] is None:
+        # an Analyze-like header: keep its best affine as the sform
+        volume = nib.Nifti1Image(volume.dataobj, volume.affine)
+        volume.header.set_sform(volume.affine, code=1)
+    return image_label_map(label, volume, num_classes=256, description=tag)

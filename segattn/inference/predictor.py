@@ -1,4 +1,7 @@
-"""Predictor: checkpoint(s) + NIfTI scans -> integer label maps on the scans' own grids.
+"""Predictor: checkpoint(s) + scans -> integer label maps on the scans' own grids.
+
+Scans are NIfTI, NRRD, MetaImage files or DICOM series folders (:mod:`segattn.imageio`); all are
+seen as NIfTI-style images with a RAS+ affine, so the same scan in any format gives the same labels.
 
 Each scan goes through the checkpoint's MONAI preprocessing (load, channel-first, orient,
 optionally resample, normalise); the network runs slice by slice along the trained axis (2D) or
@@ -48,12 +51,20 @@ from tqdm import tqdm
 
 from segattn.data.transforms import plain_tensor, preprocess_transforms
 from segattn.errors import InputFileError, SegattnError
-from segattn.fileio import save_nifti_atomic
+from segattn.imageio import (
+    Scan,
+    label_dtype,
+    label_image,
+    read_channels,
+    read_scan,
+    write_dicom_seg,
+    write_image,
+    write_label_files,
+)
 from segattn.inference.checkpoint import CheckpointInfo, load_checkpoint
 from segattn.inference.engine import GB, Member, ProbabilitySum, Settings, group_slabs
 from segattn.inference.ensemble import check_compatible, resolve_weights
 from segattn.inference.inputs import InputCase, collect_cases
-from segattn.inference.io import channel_count, label_dtype, label_image, load_nifti_header
 from segattn.inference.preprocess import run_preprocessing
 from segattn.inference.regrid import Geometry
 from segattn.inference.volume import predict_volume
@@ -61,6 +72,8 @@ from segattn.inference.volume import predict_volume
 log = logging.getLogger(__name__)
 
 PathLike = str | Path
+ScanLike = str | Path | Scan  # a path, or a scan already opened by segattn.imageio.read_scan
+_Opened = list[nib.Nifti1Image] | None  # scans already in memory, or None: the chain loads files
 METHODS = ("slabs", "whole")
 
 
@@ -172,7 +185,7 @@ class Predictor:
         return self.models[0].info.in_channels
 
     def predict_probabilities(
-        self, image: PathLike | Sequence[PathLike]
+        self, image: ScanLike | Sequence[ScanLike], series: str | None = None
     ) -> tuple[np.ndarray, nib.Nifti1Image]:
         """Class probabilities of one scan on its own voxel grid (weighted ensemble average).
 
@@ -180,8 +193,9 @@ class Predictor:
         whatever the method; :meth:`predict_image` does not.
 
         Args:
-            image: one file (3D, or 4D with ``in_channels`` volumes) or the channel files in
-                channel order.
+            image: one scan (3D, or 4D with ``in_channels`` volumes; a file or a DICOM series
+                folder) or the channel scans in channel order.
+            series: SeriesInstanceUID to pick in DICOM folders holding several series.
 
         Returns:
             float32 ``(num_classes, X, Y, Z)`` probabilities and the (lazily loaded) input image
@@ -191,23 +205,24 @@ class Predictor:
             InputFileError: unreadable file, wrong channel count, NaN/inf voxels, grid mismatch
                 between channel files.
         """
-        paths, reference = self._check_inputs(image)
+        paths, reference, opened = self._check_inputs(image, series)
         with torch.inference_mode():
             if self.method == "whole":
-                total = self._whole_probabilities(paths)
+                total = self._whole_probabilities(paths, opened)
             else:
-                total = self._accumulate(paths, math.inf).values
+                total = self._accumulate(paths, opened, math.inf).values
         _check_grid(total, reference, paths[0])
         return total.numpy().astype(np.float32, copy=False), reference
 
     def predict_image(
-        self, image: PathLike | Sequence[PathLike]
+        self, image: ScanLike | Sequence[ScanLike], series: str | None = None
     ) -> tuple[np.ndarray, nib.Nifti1Image]:
         """Label map of one scan on its own voxel grid.
 
         Args:
-            image: one file (3D, or 4D with ``in_channels`` volumes) or the channel files in
-                channel order.
+            image: one scan (3D, or 4D with ``in_channels`` volumes; a file or a DICOM series
+                folder) or the channel scans in channel order.
+            series: SeriesInstanceUID to pick in DICOM folders holding several series.
 
         Returns:
             the integer labels ``(X, Y, Z)`` (uint8, or int16 past 256 classes) and a NIfTI
@@ -216,14 +231,14 @@ class Predictor:
         Raises:
             InputFileError: as :meth:`predict_probabilities`.
         """
-        paths, reference = self._check_inputs(image)
+        paths, reference, opened = self._check_inputs(image, series)
         with torch.inference_mode():
             if self.method == "whole":
-                label_np = self._whole_labels(paths)
+                label_np = self._whole_labels(paths, opened)
             elif len(self._chains) == 1:
-                label_np = self._slab_labels(paths)
+                label_np = self._slab_labels(paths, opened)
             else:  # models with different preprocessing meet on the input grid
-                total = self._accumulate(paths, self.max_memory * GB)
+                total = self._accumulate(paths, opened, self.max_memory * GB)
                 label_np = _argmax(total.values, self.num_classes)
         _check_grid(torch.from_numpy(label_np)[None], reference, paths[0])
         img = label_image(label_np, reference, self.num_classes)
@@ -234,13 +249,20 @@ class Predictor:
         inputs: Iterable[PathLike],
         output_dir: PathLike,
         overwrite: bool = False,
+        series: str | None = None,
+        output_format: str = "same",
     ) -> list[CaseResult]:
-        """Predict files and folders, writing ``output_dir/<case>.nii[.gz]`` atomically.
+        """Predict files and folders, writing ``output_dir/<case><ending>`` atomically.
 
-        Folders contribute their ``.nii``/``.nii.gz`` files (sorted); nnU-Net's ``_0000``
-        suffix is dropped from output names (``CASE_0000.nii.gz`` -> ``CASE.nii.gz``). Existing
-        outputs are refused before anything is computed unless ``overwrite``. A bad input is
-        reported and the others are still processed.
+        Inputs are found by :func:`segattn.imageio.discover_inputs`: image files, DICOM series
+        folders and folders of those (sorted); nnU-Net's ``_0000`` suffix is dropped from output
+        names (``CASE_0000.nii.gz`` -> ``CASE.nii.gz``). ``output_format`` is ``"same"`` (the
+        input's format; NIfTI for DICOM series), ``"nifti"``, ``"nrrd"``, ``"mha"`` or
+        ``"dicom-seg"`` (DICOM series inputs only); the label map keeps the input's geometry. The
+        label names are written once into ``output_dir`` for ITK-SNAP and 3D Slicer
+        (:func:`segattn.imageio.write_label_files`). Existing outputs are refused before
+        anything is computed unless ``overwrite``. A bad input is reported (nothing written for
+        it) and the others are still processed.
 
         Returns:
             one :class:`CaseResult` per case or failed input: problems found while collecting
@@ -249,7 +271,7 @@ class Predictor:
         out_dir = Path(output_dir)
         if out_dir.exists() and not out_dir.is_dir():
             raise InputFileError(out_dir, "output exists and is not a folder")
-        cases, problems = collect_cases(inputs, self.in_channels)
+        cases, problems = collect_cases(inputs, self.in_channels, series, output_format)
         results = [CaseResult(p.source, None, p.error) for p in problems]
         todo: list[InputCase] = []
         for case in cases:
@@ -266,17 +288,25 @@ class Predictor:
             bar.set_postfix_str(case.name)
             target = out_dir / case.output_name
             try:
-                _, img = self.predict_image(case.images)
-                try:
-                    save_nifti_atomic(img, target)
-                except OSError as err:
-                    raise InputFileError(target, f"cannot write: {err.strerror or err}") from err
+                self._predict_case(case, target, output_format)
             except SegattnError as err:
                 log.info("failed %s: %s", case.source, err)
                 results.append(CaseResult(case.source, None, str(err)))
                 continue
             results.append(CaseResult(case.source, target))
+        if any(r.ok for r in results):
+            write_label_files(out_dir, self.labels)
         return results
+
+    def _predict_case(self, case: InputCase, target: Path, output_format: str) -> None:
+        scans = [read_scan(p, case.series) for p in case.images]
+        if output_format == "dicom-seg" and scans[0].format != "dicom":
+            raise InputFileError(case.source, "--output-format dicom-seg needs a DICOM series")
+        labels, img = self.predict_image(scans)
+        if output_format == "dicom-seg":
+            write_dicom_seg(labels, scans[0].slices, self.labels, target)
+        else:
+            write_image(img, target)
 
     # -- bounded-memory method ---------------------------------------------------------------
 
@@ -286,9 +316,9 @@ class Predictor:
     def _members(self, key: str) -> list[Member]:
         return [Member(m.info, self._logits_fn(m), m.weight) for m in self._models_for(key)]
 
-    def _slab_labels(self, paths: list[Path]) -> np.ndarray:
+    def _slab_labels(self, paths: list[Path], opened: _Opened) -> np.ndarray:
         [(key, chain)] = self._chains.items()
-        data = run_preprocessing(chain, paths)
+        data = run_preprocessing(chain, paths, opened)
         image = self._model_input(data)
         geometry = Geometry.of(data["image"])
         del data
@@ -298,11 +328,11 @@ class Predictor:
             labels[index] = part.cpu().numpy()
         return labels
 
-    def _accumulate(self, paths: list[Path], budget: float) -> ProbabilitySum:
+    def _accumulate(self, paths: list[Path], opened: _Opened, budget: float) -> ProbabilitySum:
         """Weighted probabilities of all models on the input grid, ``(K, X, Y, Z)``."""
         total: ProbabilitySum | None = None
         for key, chain in self._chains.items():
-            data = run_preprocessing(chain, paths)
+            data = run_preprocessing(chain, paths, opened)
             image = self._model_input(data)
             geometry = Geometry.of(data["image"])
             del data
@@ -331,10 +361,10 @@ class Predictor:
 
     # -- whole-volume reference method -------------------------------------------------------
 
-    def _whole_probabilities(self, paths: list[Path]) -> Tensor:
+    def _whole_probabilities(self, paths: list[Path], opened: _Opened) -> Tensor:
         total: Tensor | None = None
         for key, chain in self._chains.items():
-            data = run_preprocessing(chain, paths)
+            data = run_preprocessing(chain, paths, opened)
             for model in self._models_for(key):
                 probs = self._run(model, data["image"])
                 probs = self._to_input_grid(chain, data, probs, True) * model.weight
@@ -342,16 +372,16 @@ class Predictor:
         assert total is not None
         return total
 
-    def _whole_labels(self, paths: list[Path]) -> np.ndarray:
+    def _whole_labels(self, paths: list[Path], opened: _Opened) -> np.ndarray:
         chain = next(iter(self._chains.values()))
         if len(self.models) == 1 and not _resamples(self.models[0].info):
             # only the orientation changed: argmax first, then flip/permute the label map back
-            data = run_preprocessing(chain, paths)
+            data = run_preprocessing(chain, paths, opened)
             logits = self._run(self.models[0], data["image"], softmax=False)
             labels = logits.argmax(0, keepdim=True).to(torch.uint8)
             del logits
             return self._to_input_grid(chain, data, labels, False)[0].numpy()
-        return _argmax(self._whole_probabilities(paths), self.num_classes)
+        return _argmax(self._whole_probabilities(paths, opened), self.num_classes)
 
     def _run(self, model: _Model, image: Tensor, softmax: bool = True) -> Tensor:
         """Class probabilities (or logits) ``(K, *spatial)`` on the preprocessed grid, float32
@@ -392,33 +422,13 @@ class Predictor:
         return [m for m in self.models if _settings_key(m.info.preprocessing) == key]
 
     def _check_inputs(
-        self, image: PathLike | Sequence[PathLike]
-    ) -> tuple[list[Path], nib.Nifti1Image]:
-        paths = [Path(image)] if isinstance(image, str | Path) else [Path(p) for p in image]
-        if not paths:
-            raise ValueError("no image files given")
-        imgs = [load_nifti_header(p) for p in paths]
-        c = self.in_channels
-        if len(paths) == 1:
-            n = channel_count(imgs[0])
-            if n != c:
-                hint = "" if c == 1 else f" (a 4D file or channel files _0000.._{c - 1:04d})"
-                raise InputFileError(
-                    paths[0],
-                    f"image has {n} channel(s), shape {imgs[0].shape}; the model takes {c}{hint}",
-                )
-        else:
-            if len(paths) != c:
-                raise InputFileError(paths[0], f"{len(paths)} channel files; the model takes {c}")
-            ref = imgs[0]
-            for p, img in zip(paths, imgs, strict=True):
-                if channel_count(img) != 1:
-                    raise InputFileError(p, f"a channel file must be 3D, got shape {img.shape}")
-                if img.shape[:3] != ref.shape[:3] or not np.allclose(
-                    img.affine, ref.affine, atol=1e-3
-                ):
-                    raise InputFileError(p, f"voxel grid differs from {paths[0]}")
-        return paths, imgs[0]
+        self, image: ScanLike | Sequence[ScanLike], series: str | None = None
+    ) -> tuple[list[Path], nib.Nifti1Image, _Opened]:
+        scans = read_channels(image, self.in_channels, series)
+        imgs = [s.image for s in scans]
+        # NIfTI files are loaded by the chain itself; scans read into memory are handed over
+        opened = None if all(s.format == "nifti" for s in scans) else imgs
+        return [s.path for s in scans], imgs[0], opened
 
 
 def _argmax(probs: Tensor, num_classes: int, rows: int = 8) -> np.ndarray:

@@ -5,7 +5,9 @@ intensity steps that MONAI computes out of place (``ScaleIntensityRanged`` and a
 ``NormalizeIntensityd``: 2-3 float32 volume copies at once, 420 MB each for a 512 x 512 x 400 CT)
 are replayed in place with the same operations in the same order, so the values are bit-identical
 (tested); everything else is MONAI's own step. The NaN/inf check runs slab by slab instead of on a
-full boolean volume.
+full boolean volume. Scans already opened by :func:`segattn.imageio.read_scan` (NRRD, MetaImage,
+DICOM: in memory as NIfTI-style images) skip the file loading and go through MONAI's own NIfTI
+reader step on the in-memory image, so they get the same metadata as a NIfTI file.
 """
 
 from __future__ import annotations
@@ -14,24 +16,38 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
+import numpy as np
 import torch
-from monai.transforms import Compose, NormalizeIntensityd, ScaleIntensityRanged
-from monai.utils import get_equivalent_dtype
+from monai.data import MetaTensor, NibabelReader
+from monai.transforms import Compose, EnsureChannelFirst, NormalizeIntensityd, ScaleIntensityRanged
+from monai.transforms.io.array import switch_endianness
+from monai.utils import ImageMetaKey, convert_to_dst_type, get_equivalent_dtype
 
 from segattn.errors import InputFileError
 
 _CHECK_ROWS = 8  # slices per NaN/inf check step
 
 
-def run_preprocessing(chain: Compose, paths: Sequence[Path]) -> dict[str, Any]:
+def run_preprocessing(
+    chain: Compose, paths: Sequence[Path], images: Sequence[nib.Nifti1Image] | None = None
+) -> dict[str, Any]:
     """Load ``paths`` (one file or channel files) and apply ``chain`` to key ``"image"``.
+
+    Args:
+        chain: from :func:`segattn.data.transforms.preprocess_transforms` (``LoadImaged`` first).
+        paths: the scans, one per channel (or one 4D scan).
+        images: the scans already opened (one per path); None: ``chain`` loads the files.
 
     Raises:
         InputFileError: unreadable image data, NaN or infinite voxels.
     """
     source: str | list[str] = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
     try:
-        data = chain({"image": source}, start=0, end=1)  # LoadImaged only
+        if images is None:
+            data = chain({"image": source}, start=0, end=1)  # LoadImaged only
+        else:
+            data = {"image": load_opened(chain.transforms[0], images, paths)}
     except Exception as err:  # MONAI wraps reader errors in RuntimeError
         raise InputFileError(paths[0], f"cannot read the image data ({_root(err)})") from err
     if not all_finite(data["image"]):
@@ -40,6 +56,32 @@ def run_preprocessing(chain: Compose, paths: Sequence[Path]) -> dict[str, Any]:
         if not _in_place(step, data):
             data = dict(chain(data, start=i, end=i + 1))
     return data
+
+
+def load_opened(step: Any, images: Sequence[nib.Nifti1Image], paths: Sequence[Path]) -> MetaTensor:
+    """What ``step`` (the chain's ``LoadImaged``) returns for NIfTI files, from opened images.
+
+    The same steps as ``monai.transforms.LoadImage`` with its own NIfTI reader: reader data and
+    metadata, the loader's dtype, little-endian metadata, the file name, pruned metadata,
+    optional channel-first.
+    """
+    loader = step._loader
+    reader = next(r for r in loader.readers if isinstance(r, NibabelReader))
+    reader.filenames = [str(p) for p in paths]
+    array, meta = reader.get_data(images[0] if len(images) == 1 else list(images))
+    array = convert_to_dst_type(array, dst=array, dtype=loader.dtype)[0]
+    if isinstance(array, np.ndarray) and not array.flags.writeable:
+        # still the reader's read-only buffer (already float32): later steps work in place,
+        # and the opened scan may be preprocessed again by another chain
+        array = array.copy()
+    meta = switch_endianness(meta, "<")
+    meta[ImageMetaKey.FILENAME_OR_OBJ] = str(paths[0])
+    image = MetaTensor.ensure_torch_and_prune_meta(
+        array, meta, loader.simple_keys, pattern=loader.pattern, sep=loader.sep
+    )
+    if loader.ensure_channel_first:
+        image = EnsureChannelFirst()(image, meta_dict=meta)
+    return image
 
 
 def all_finite(image: torch.Tensor) -> bool:

@@ -23,6 +23,9 @@ from inference_helpers import (  # noqa: E402
 )
 
 from segattn.cli.main import main  # noqa: E402
+from segattn.imageio import IMAGE_ENDINGS, ITKSNAP_FILE, SLICER_FILE  # noqa: E402
+
+IMAGE_LIST = ", ".join(IMAGE_ENDINGS)
 
 
 @pytest.fixture
@@ -46,12 +49,18 @@ def _hidden(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir() if p.name.startswith(".")] if folder.exists() else []
 
 
+def _label_maps(folder: Path) -> list[str]:
+    """The files in ``folder`` except the two label-name files."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in (ITKSNAP_FILE, SLICER_FILE))
+
+
 def test_predict_folder(ckpt: Path, good: Path, tmp_path: Path, capsys) -> None:
     save_image(good.parent / "other_0000.nii", phantom(seed=1), np.eye(4))
     out = tmp_path / "pred"
     assert _predict("--model", ckpt, "--input", good.parent, "--output", out) == 0
     captured = capsys.readouterr()
-    assert sorted(p.name for p in out.iterdir()) == ["good.nii.gz", "other.nii"]
+    assert _label_maps(out) == ["good.nii.gz", "other.nii"]
+    assert (out / ITKSNAP_FILE).is_file() and (out / SLICER_FILE).is_file()
     assert "predicted 2 case(s)" in captured.out
     assert captured.err == ""
     assert nib.load(out / "good.nii.gz").shape == SHAPE
@@ -105,7 +114,7 @@ def test_bad_file_fails_alone(make, problem, ckpt: Path, good: Path, tmp_path: P
     assert lines[0].startswith(f"segattn: error: {bad}: ")
     assert problem in lines[0]
     assert "Traceback" not in captured.err
-    assert [p.name for p in out.iterdir()] == ["good.nii.gz"]  # nothing half-written
+    assert _label_maps(out) == ["good.nii.gz"]  # nothing half-written
     assert "1 failed" in captured.out
 
 
@@ -120,9 +129,9 @@ def test_missing_path_and_empty_folder(ckpt: Path, good: Path, tmp_path: Path, c
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [
         f"segattn: error: {tmp_path / 'nope.nii.gz'}: no such file or folder",
-        f"segattn: error: {empty}: folder contains no .nii or .nii.gz files",
+        f"segattn: error: {empty}: folder contains no image files ({IMAGE_LIST}) or DICOM series",
     ]
-    assert [p.name for p in out.iterdir()] == ["good.nii.gz"]
+    assert _label_maps(out) == ["good.nii.gz"]
 
 
 def test_existing_output_refused_before_computing(

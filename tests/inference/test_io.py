@@ -62,7 +62,7 @@ def test_collect_cases_problems(tmp_path: Path) -> None:
     )
     messages = "\n".join(e.error for e in errors)
     assert "missing: no such file or folder" in messages
-    assert "empty: folder contains no .nii or .nii.gz files" in messages
+    assert "empty: folder contains no image files (.nii.gz, .nii, .nrrd" in messages
     assert "X_0000.nii.gz: looks like nnU-Net channel files" in messages
     assert "Y_0000.nii.gz: looks like nnU-Net channel files" in messages
     # b/Z_0000.nii.gz and c/Z.nii.gz would both write Z.nii.gz
@@ -108,5 +108,5 @@ def test_load_nifti_header_rejects_non_nifti(tmp_path: Path, content: bytes, pro
     with pytest.raises(InputFileError, match=problem):
         load_nifti_header(path)
     (tmp_path / "y.txt").write_text("x")
-    with pytest.raises(InputFileError, match="not a NIfTI file name"):
+    with pytest.raises(InputFileError, match="not an image file name"):
         load_nifti_header(tmp_path / "y.txt")

@@ -30,7 +30,7 @@ from segattn.data.layout import (
     write_dataset_json,
 )
 from segattn.errors import InputFileError, SegattnError
-from segattn.fileio import save_nifti_atomic
+from segattn.imageio import write_image
 
 logger = logging.getLogger(__name__)
 
@@ -268,8 +268,8 @@ def write_phantom_dataset(
         image, label, affine = make_case(case_seed)
         for folder in (out / f"images{subset}", out / f"labels{subset}"):
             folder.mkdir(parents=True, exist_ok=True)
-        save_nifti_atomic(to_nifti(image, affine), channel_file(out / f"images{subset}", name, 0))
-        save_nifti_atomic(to_nifti(label, affine), out / f"labels{subset}" / f"{name}.nii.gz")
+        write_image(to_nifti(image, affine), channel_file(out / f"images{subset}", name, 0))
+        write_image(to_nifti(label, affine), out / f"labels{subset}" / f"{name}.nii.gz")
     write_dataset_json(
         out,
         channel_names,

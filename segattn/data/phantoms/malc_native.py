@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from segattn.data.layout import Case, DatasetInfo, strip_nifti_ending
+from segattn.data.layout import Case, DatasetInfo
 from segattn.data.malc_labels import QUICKNAT_LABELS
 from segattn.data.phantoms._common import (
     PhantomCase,
@@ -29,7 +29,8 @@ from segattn.data.phantoms._common import (
     to_nifti,
 )
 from segattn.errors import SegattnError
-from segattn.fileio import save_nifti_atomic, write_text_atomic
+from segattn.fileio import write_text_atomic
+from segattn.imageio import strip_ending, write_image
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ def write_native_dataset(
         image_path, label_path = files[name]
         for path in (image_path, label_path):
             path.parent.mkdir(parents=True, exist_ok=True)
-        save_nifti_atomic(to_nifti(image, affine), image_path)
-        save_nifti_atomic(to_nifti(label, affine), label_path)
+        write_image(to_nifti(image, affine), image_path)
+        write_image(to_nifti(label, affine), label_path)
     write_text_atomic(record_path, json.dumps(record, indent=2) + "\n")
     return info
 
@@ -126,5 +127,5 @@ def _remove_stale(out: Path, keep: set[Path]) -> None:
     """Delete ``malc_*`` NIfTI files not in ``keep`` and leftover temporaries."""
     remove_stale(
         [out / f"{folder}-{kind}" for folder in _FOLDERS.values() for kind in ("images", "labels")],
-        lambda path: strip_nifti_ending(path).startswith("malc_") and path not in keep,
+        lambda path: strip_ending(path).startswith("malc_") and path not in keep,
     )

@@ -72,7 +72,8 @@ from segattn.data.visceral import (
     visceral_labels,
 )
 from segattn.errors import SegattnError
-from segattn.fileio import save_nifti_atomic, write_text_atomic
+from segattn.fileio import write_text_atomic
+from segattn.imageio import write_image
 
 #: Structure name -> label value of a phantom's label map (all 20 VISCERAL organs).
 VISCERAL_LABELS: dict[str, int] = visceral_labels()
@@ -264,8 +265,8 @@ def make_visceral_dataset(
         label = merge_masks(masks, VISCERAL_LABELS, case.label.shape).label
         for folder in (out / f"images{subset}", out / f"labels{subset}"):
             folder.mkdir(parents=True, exist_ok=True)
-        save_nifti_atomic(volume, channel_file(out / f"images{subset}", name, 0, FILE_ENDING))
-        save_nifti_atomic(
+        write_image(volume, channel_file(out / f"images{subset}", name, 0, FILE_ENDING))
+        write_image(
             label_image(label, volume, tag), out / f"labels{subset}" / f"{name}{FILE_ENDING}"
         )
     channel_names, labels = fields.pop("channel_names"), fields.pop("labels")
@@ -317,7 +318,7 @@ def _write_native(
     segmentations.mkdir(parents=True, exist_ok=True)
     for name, stem, masks in plan:
         case = make_visceral_case(seeds[name], size)
-        save_nifti_atomic(
+        write_image(
             to_nifti(case.image.astype(np.int16), case.affine), volumes / f"{stem}{FILE_ENDING}"
         )
         primary: dict[str, np.ndarray] = {}
@@ -328,7 +329,7 @@ def _write_native(
                 mask = primary.setdefault(
                     organ, (case.label == VISCERAL_LABELS[organ]).astype(np.uint8)
                 )
-            save_nifti_atomic(
+            write_image(
                 to_nifti(mask, case.affine),
                 segmentations / f"{stem}_{radlex}_{reader}{FILE_ENDING}",
             )
