@@ -163,7 +163,7 @@ def run_cell(folder: Path, devices: int | None = None) -> dict[str, Any]:
     result = {
         "name": info["name"],
         "status": "done",
-        "epochs": int(state.get("epoch", -1)) + 1,
+        "epochs": _epochs(state),
         "steps": int(state.get("global_step", 0)),
         **train,
         "n_parameters": n_parameters,
@@ -269,6 +269,15 @@ def _load(path: Path) -> dict[str, Any]:
     import torch
 
     return dict(torch.load(path, map_location="cpu", weights_only=True))
+
+
+def _epochs(state: dict[str, Any]) -> int:
+    """Epochs whose training part finished (the checkpoint's ``epoch`` key is the current
+    epoch, one more when the checkpoint was saved after the epoch ended)."""
+    try:
+        return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return int(state.get("epoch", -1)) + 1
 
 
 def _best(state: dict[str, Any]) -> tuple[Path | None, float]:

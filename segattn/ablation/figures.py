@@ -71,14 +71,16 @@ def delta_heatmap(cases: pd.DataFrame, grid: Mapping[str, Any], path: Path) -> P
         names.append(label(setting, keys))
     if not rows:
         return None
-    delta = np.vstack(rows)
+    delta = np.vstack(rows).T  # structures x configurations
     limit = float(np.nanmax(np.abs(delta))) if np.isfinite(delta).any() else 1.0
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(structures) + 2), 1.0 + 0.45 * len(rows)))
+    limit = limit or 1.0
+    size = (3.2 + 0.9 * len(names), 1.6 + 0.24 * len(structures))
+    fig, ax = plt.subplots(figsize=size)
     image = ax.imshow(delta, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.set_xticks(range(len(structures)), structures, rotation=90, fontsize=7)
-    ax.set_title("Δ Dice against " + label(baseline, list(baseline)))
-    fig.colorbar(image, ax=ax, fraction=0.03)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(structures)), structures, fontsize=7)
+    ax.set_title("Δ Dice against " + label(baseline, list(baseline)), fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.08)
     return _save(fig, path)
 
 

@@ -53,9 +53,11 @@ def grid_record(spec: GridSpec, cells: Sequence[Cell]) -> dict[str, Any]:
     }
 
 
-def check_grid(out: Path, spec: GridSpec, cells: Sequence[Cell], force: bool) -> None:
+def check_grid(
+    out: Path, spec: GridSpec, cells: Sequence[Cell], force: bool, write: bool = True
+) -> None:
     """Refuse a grid that differs from the one recorded in ``out`` (or a cell folder holding
-    another digest) unless ``force``; then (re)write ``grid.json``.
+    another digest) unless ``force``; then (re)write ``grid.json`` when ``write``.
 
     Raises:
         SegattnError: the grid changed and ``force`` is False.
@@ -84,8 +86,9 @@ def check_grid(out: Path, spec: GridSpec, cells: Sequence[Cell], force: bool) ->
                     f"{folder}: holds a run of another config (digest {digest[:12]} != "
                     f"{cell.digest[:12]}); use --force to replace it, or another --out"
                 )
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 def pending_cells(out: Path, cells: Sequence[Cell]) -> list[Cell]:

@@ -55,7 +55,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from segattn.ablation import build_report, load_grid, run_grid
-    from segattn.ablation.cell import cell_dir
+    from segattn.ablation.cell import cell_dir, prepare_cell
     from segattn.ablation.runner import check_grid, pending_cells
     from segattn.ablation.slurm import write_scripts
 
@@ -74,12 +74,15 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads_per_job or max(1, (os.cpu_count() or 1) // args.jobs)
     cells = spec.cells()
     if args.dry_run:
-        check_grid(out, spec, cells, args.force)
+        # the SLURM scripts need ready cell folders; a local dry run writes nothing
+        check_grid(out, spec, cells, args.force, write=args.launcher == "slurm")
         todo = pending_cells(out, cells)
         print(f"{len(cells)} cells, {len(todo)} to run, in {out}")
         if args.launcher == "slurm":
             options = {"partition": args.partition, "time": args.time, "account": args.account}
             options["setup"] = args.setup
+            for cell in todo:  # each script runs a ready cell folder
+                prepare_cell(spec, cell, cell_dir(out, cell))
             for path in write_scripts(out, todo, options, threads, args.devices_per_job):
                 print(path)
         else:
