@@ -1,10 +1,14 @@
-"""Per-case, per-structure Dice between a folder of predictions and a folder of label maps.
+"""Per-case, per-structure Dice, HD95 and NSD between a folder of predictions and a folder of
+label maps.
 
 Files are matched by case name (the file or DICOM folder name without its ending: ``.nii``,
 ``.nii.gz``, ``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``; any format on either side, read by
-:mod:`segattn.imageio`). A structure absent
-from both the prediction and the label of a case scores NaN there (no evidence either way); NaNs
-are left out of every mean and count. A structure that ``dataset.json`` records as not annotated
+:mod:`segattn.imageio`). Dice is always computed; ``metrics=("dice", "hd95", "nsd")`` adds the
+boundary metrics of :mod:`segattn.metrics`, in millimetres from the voxel spacing of the label
+map's header. A structure absent from both the prediction and the label of a case scores NaN
+there for every metric (no evidence either way); NaNs are left out of every mean and count. A
+structure absent from one side only scores Dice 0, NSD 0 and HD95 = the image diagonal in mm. A
+structure that ``dataset.json`` records as not annotated
 in a case (``"missing_labels": {"CASE": ["gallbladder"]}``, written by the VISCERAL converter)
 also scores NaN there, whatever the prediction: its background in the label is not evidence.
 
@@ -14,6 +18,8 @@ Example::
     table = result.format_table()      # one row per structure, then "mean Dice: 0.xxx"
     result.write_csv("dice.csv")       # columns case,label,dice; "nan" when absent from both
                                        # (+ "annotated" when dataset.json lists missing labels)
+    full = evaluate_folders("predictions/", "Dataset/labelsTs/", metrics=("dice", "hd95", "nsd"))
+    full.scores["hd95"]["CASE"]["liver"]   # mm; full.write_csv: columns case,label,dice,hd95,nsd
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from segattn.data.layout import MISSING_LABELS_KEY, check_labels
 from segattn.errors import InputFileError, SegattnError
@@ -43,15 +48,19 @@ from segattn.imageio import (
     same_grid,
     strip_ending,
 )
-from segattn.metrics import dice_per_label
+from segattn.metrics import check_metrics, structure_scores
 
 AFFINE_TOLERANCE = GEOMETRY_TOLERANCE
 
 
+#: how each metric is named in tables
+METRIC_TITLES = {"dice": "Dice", "hd95": "HD95 (mm)", "nsd": "NSD"}
+
+
 @dataclass(frozen=True)
 class StructureSummary:
-    """Dice of one structure over cases: mean and population std over the ``n`` cases where
-    it is defined (NaN when ``n == 0``)."""
+    """One metric of one structure over cases: mean and population std over the ``n`` cases
+    where it is defined (NaN when ``n == 0``)."""
 
     mean: float
     std: float
@@ -60,29 +69,43 @@ class StructureSummary:
 
 @dataclass
 class EvaluationResult:
-    """Dice per case and structure.
+    """Metrics per case and structure.
 
     Attributes:
         labels: foreground structure name -> label value, in label order.
         per_case: case -> structure name -> Dice (NaN when absent from prediction and label).
         missing: label cases that had no prediction (only with ``allow_missing``).
-        missing_labels: case -> structures not annotated in its label map (Dice NaN there).
+        missing_labels: case -> structures not annotated in its label map (NaN there).
+        metrics: the requested metric names, in table and CSV column order.
+        scores: metric -> case -> structure name -> value; ``scores["dice"] is per_case``.
+        nsd_tolerance: the NSD tolerance in mm.
     """
 
     labels: dict[str, int]
     per_case: dict[str, dict[str, float]]
     missing: list[str] = field(default_factory=list)
     missing_labels: dict[str, list[str]] = field(default_factory=dict)
+    metrics: tuple[str, ...] = ("dice",)
+    scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    nsd_tolerance: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.metrics = check_metrics(self.metrics)
+        self.scores["dice"] = self.per_case
+        absent = [m for m in self.metrics if m not in self.scores]
+        if absent:
+            raise ValueError(f"no scores for metrics {absent}")
 
     def not_annotated(self, name: str) -> int:
         """Number of evaluated cases where structure ``name`` is not annotated."""
         return sum(name in self.missing_labels.get(case, ()) for case in self.per_case)
 
-    def summary(self) -> dict[str, StructureSummary]:
+    def summary(self, metric: str = "dice") -> dict[str, StructureSummary]:
         """Structure name -> mean, std (population, ``ddof=0``) and count over defined cases."""
+        table = self.scores[metric]
         out = {}
         for name in self.labels:
-            values = [d[name] for d in self.per_case.values() if not math.isnan(d[name])]
+            values = [d[name] for d in table.values() if not math.isnan(d[name])]
             if values:
                 arr = np.asarray(values, dtype=np.float64)
                 out[name] = StructureSummary(float(arr.mean()), float(arr.std()), len(values))
@@ -90,53 +113,76 @@ class EvaluationResult:
                 out[name] = StructureSummary(math.nan, math.nan, 0)
         return out
 
-    @property
-    def mean_dice(self) -> float:
-        """Mean over structures of the per-structure means, NaN structures excluded."""
-        means = [s.mean for s in self.summary().values() if not math.isnan(s.mean)]
+    def mean(self, metric: str = "dice") -> float:
+        """Mean over structures of the per-structure means of ``metric``, NaNs excluded."""
+        means = [s.mean for s in self.summary(metric).values() if not math.isnan(s.mean)]
         return float(np.mean(means)) if means else math.nan
 
+    @property
+    def mean_dice(self) -> float:
+        """Mean over structures of the per-structure mean Dice, NaN structures excluded."""
+        return self.mean("dice")
+
     def format_table(self) -> str:
-        """A plain-text table: one row per structure, ending in ``mean Dice: 0.xxx``."""
-        summary = self.summary()
+        """A plain-text table: one row per structure with one ``mean ± std`` column per metric
+        (Dice first), then one ``mean <metric>: x`` line per boundary metric and a last line
+        ``mean Dice: 0.xxx``."""
+        shown = ["dice", *(m for m in self.metrics if m != "dice")]
+        summaries = {m: self.summary(m) for m in shown}
         cases = len(self.per_case)
-        width = max([len("structure"), *(len(n) for n in summary)])
-        lines = [f"{'structure':<{width}}  {'Dice mean ± std':<15}  cases"]
-        for name, s in summary.items():
+        width = max([len("structure"), *(len(n) for n in self.labels)])
+        titles = [f"{METRIC_TITLES[m]} mean ± std" for m in shown]
+        widths = [max(len(t), 17) for t in titles]
+        header = "  ".join(f"{t:<{w}}" for t, w in zip(titles, widths))
+        lines = [f"{'structure':<{width}}  {header}  cases"]
+        for name in self.labels:
+            s = summaries["dice"][name]
             unannotated = self.not_annotated(name)
-            if s.n:
-                cell = f"{s.mean:.3f} ± {s.std:.3f}"
-            elif unannotated == cases:
-                cell = "nan (not annotated)"
-            else:
-                cell = "nan (absent from predictions and labels)"
+            cells = []
+            for metric in shown:
+                m = summaries[metric][name]
+                if m.n:
+                    cells.append(f"{m.mean:.3f} ± {m.std:.3f}")
+                elif unannotated == cases:
+                    cells.append("nan (not annotated)")
+                else:
+                    cells.append("nan (absent from predictions and labels)")
             note = f" ({unannotated} not annotated)" if unannotated else ""
-            lines.append(f"{name:<{width}}  {cell:<15}  {s.n}/{cases}{note}")
+            row = "  ".join(f"{c:<{w}}" for c, w in zip(cells, widths))
+            lines.append(f"{name:<{width}}  {row}  {s.n}/{cases}{note}")
+        for metric in shown[1:]:
+            tolerance = f" at {self.nsd_tolerance:g} mm" if metric == "nsd" else ""
+            lines.append(f"mean {METRIC_TITLES[metric]}{tolerance}: {self.mean(metric):.3f}")
         lines.append(f"mean Dice: {self.mean_dice:.3f}")
         return "\n".join(lines)
 
     def write_csv(self, path: str | Path) -> None:
-        """Write one row per case and structure, columns ``case,label,dice`` (label = structure
-        name; dice with 6 decimals, or ``nan`` when absent from prediction and label). When some
-        structure is not annotated in some evaluated case, a fourth column ``annotated`` says
-        ``yes``/``no`` (``no``: dice is ``nan`` whatever the prediction). The file is written
-        atomically."""
+        """Write one row per case and structure, columns ``case,label`` then one column per
+        requested metric (``dice``, ``hd95`` in mm, ``nsd``; 6 decimals, or ``nan`` when absent
+        from prediction and label). When some structure is not annotated in some evaluated
+        case, a last column ``annotated`` says ``yes``/``no`` (``no``: every metric is ``nan``
+        whatever the prediction). The file is written atomically."""
         path = Path(path)
         flag = any(self.missing_labels.get(case) for case in self.per_case)
+        tables = [self.scores[m] for m in self.metrics]
         try:
             with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
                 writer = csv.writer(fh)
-                writer.writerow(["case", "label", "dice", *(["annotated"] if flag else [])])
-                for case, dices in self.per_case.items():
+                header = ["case", "label", *self.metrics, *(["annotated"] if flag else [])]
+                writer.writerow(header)
+                for case in self.per_case:
                     unannotated = self.missing_labels.get(case, [])
                     for name in self.labels:
-                        d = dices[name]
-                        row = [case, name, "nan" if math.isnan(d) else f"{d:.6f}"]
+                        row = [case, name, *(_number(t[case][name]) for t in tables)]
                         if flag:
                             row.append("no" if name in unannotated else "yes")
                         writer.writerow(row)
         except OSError as err:
             raise InputFileError(path, f"cannot write: {err.strerror or err}") from err
+
+
+def _number(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.6f}"
 
 
 def read_label_names(dataset_json: str | Path) -> dict[str, int]:
@@ -225,8 +271,10 @@ def evaluate_folders(
     *,
     allow_missing: bool = False,
     missing_labels: Mapping[str, Sequence[str]] | None = None,
+    metrics: Sequence[str] = ("dice",),
+    nsd_tolerance: float = 1.0,
 ) -> EvaluationResult:
-    """Dice per case and structure between two folders of label maps.
+    """Metrics per case and structure between two folders of label maps.
 
     Args:
         pred_dir: predicted label maps.
@@ -239,13 +287,19 @@ def evaluate_folders(
         missing_labels: case -> structure names not annotated in that case's label map; they
             score NaN there whatever the prediction. None: taken from the same ``dataset.json``
             as the labels when ``labels`` is None, else none.
+        metrics: among ``"dice"``, ``"hd95"``, ``"nsd"`` (Dice is computed in any case).
+        nsd_tolerance: NSD tolerance in mm.
 
     Raises:
+        ValueError: unknown metrics or a negative ``nsd_tolerance``.
         InputFileError: a folder is missing or empty, a file is unreadable, grids differ (shape,
             or affine beyond 1e-3), or a file holds values outside the known labels.
         SegattnError: predictions missing for some label cases, or ``missing_labels`` names a
             structure that is not a label.
     """
+    names = check_metrics(metrics)
+    if not nsd_tolerance >= 0:
+        raise ValueError(f"nsd_tolerance must be >= 0 mm, got {nsd_tolerance}")
     preds = _index(Path(pred_dir), allow_empty=True)
     refs = _index(Path(label_dir), allow_empty=False)
     missing = [case for case in refs if case not in preds]
@@ -262,7 +316,7 @@ def evaluate_folders(
             missing_labels = read_missing_labels(guess)
     unannotated = {str(c): [str(n) for n in names] for c, names in (missing_labels or {}).items()}
     known: set[int] | None = None if labels is None else {int(v) for v in labels.values()} | {0}
-    by_value: dict[str, dict[int, float]] = {}
+    by_value: dict[str, dict[str, dict[int, float]]] = {}  # case -> metric -> value -> score
     for case in cases:  # one pair in memory at a time
         p_img, p_arr = _read(preds[case])
         r_img, r_arr = _read(refs[case])
@@ -278,28 +332,54 @@ def evaluate_folders(
             if arr.size and arr.min() < 0:
                 raise InputFileError(path, f"negative label value {int(arr.min())}")
         top = max(known) if known is not None else int(max(p_arr.max(), r_arr.max()))
-        dice = dice_per_label(torch.from_numpy(p_arr), torch.from_numpy(r_arr), top + 1)
-        by_value[case] = {v: float(dice[v - 1]) for v in range(1, top + 1)}
+        by_value[case] = _case_scores(p_arr, r_arr, r_img, top + 1, names, nsd_tolerance)
     if labels is None:
-        values = sorted({v for d in by_value.values() for v, x in d.items() if not math.isnan(x)})
+        dice_of = (d["dice"] for d in by_value.values())
+        values = sorted({v for d in dice_of for v, x in d.items() if not math.isnan(x)})
         labels = {str(v): v for v in values}
     foreground = {k: int(v) for k, v in sorted(labels.items(), key=lambda kv: kv[1]) if v != 0}
     unknown = sorted({n for names in unannotated.values() for n in names} - set(foreground))
     if unknown:
         raise SegattnError(f"missing_labels names structures that are not labels: {unknown}")
-    per_case = {
-        case: {
-            name: math.nan if name in unannotated.get(case, ()) else d.get(v, math.nan)
-            for name, v in foreground.items()
+    scores = {
+        metric: {
+            case: {
+                name: math.nan if name in unannotated.get(case, ()) else d[metric].get(v, math.nan)
+                for name, v in foreground.items()
+            }
+            for case, d in by_value.items()
         }
-        for case, d in by_value.items()
+        for metric in ("dice", *names)
     }
     return EvaluationResult(
         labels=foreground,
-        per_case=per_case,
+        per_case=scores["dice"],
         missing=missing,
-        missing_labels={c: n for c, n in unannotated.items() if c in per_case and n},
+        missing_labels={c: n for c, n in unannotated.items() if c in by_value and n},
+        metrics=names,
+        scores=scores,
+        nsd_tolerance=float(nsd_tolerance),
     )
+
+
+def _case_scores(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    ref_img: Any,
+    num_classes: int,
+    metrics: Sequence[str],
+    nsd_tolerance: float,
+) -> dict[str, dict[int, float]]:
+    """Metric -> label value -> score of one case; distances use the label map's spacing."""
+    spacing = voxel_spacing(ref_img)[: ref.ndim]
+    found = structure_scores(pred, ref, num_classes, spacing, ("dice", *metrics), nsd_tolerance)
+    return {m: {v: float(x[v - 1]) for v in range(1, num_classes)} for m, x in found.items()}
+
+
+def voxel_spacing(img: Any) -> np.ndarray:
+    """Voxel size in mm along each array axis of an image: the lengths of its affine's first
+    three columns (the header's pixdim for an unsheared NIfTI)."""
+    return np.linalg.norm(np.asarray(img.affine, dtype=np.float64)[:3, :3], axis=0)
 
 
 def _index(folder: Path, allow_empty: bool) -> dict[str, Path]:

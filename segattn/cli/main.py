@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": "segattn.cli.evaluate",
     "modules": "segattn.cli.modules",
     "bench": "segattn.cli.bench",
+    "ablate": "segattn.cli.ablate",
 }
 
 
