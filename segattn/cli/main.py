@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": "segattn.cli.evaluate",
     "modules": "segattn.cli.modules",
     "bench": "segattn.cli.bench",
+    "explain": "segattn.cli.explain",
 }
 
 

@@ -29,9 +29,11 @@ Example:
     >>> import torch
     >>> from segattn.nets import UNet
     >>> net = UNet(2, 1, 3, features=(8, 16), attention="scse")
-    >>> records = capture_attention(net, torch.randn(2, 1, 33, 37))
-    >>> [(r.block, tuple(r.spatial.shape), tuple(r.channel.shape)) for r in records][0]
-    ('encoder_attention.0', (2, 1, 33, 37), (2, 8))
+    >>> records = capture_attention(net, torch.randn(2, 1, 32, 36))
+    >>> [r.block for r in records] == list(net.attention_modules())
+    True
+    >>> records[0].name, tuple(records[0].spatial.shape), tuple(records[0].channel.shape)
+    ('scse', (2, 1, 32, 36), (2, 8))
 """
 
 from __future__ import annotations
