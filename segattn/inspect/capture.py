@@ -17,7 +17,8 @@ ask the module for its gates through the contract of :mod:`segattn.attention._ga
   so its records hold each branch's ``sigmoid`` alone.
 - neither (both ``None``) for ``sk`` and ``enc``: SK mixes two convolution branches with softmax
   weights (``branch_weights``) instead of rescaling its input, and EncNet's output
-  ``relu(x * (1 + gamma))`` is not its input times a factor (``channel_factor`` gives ``gamma``).
+  ``relu(x * (1 + gamma))`` is not its input times a factor (``channel_factor`` gives
+  ``1 + gamma``).
 
 The gates are computed a second time from the hooked input, so the modules' math and the
 network's output are untouched; the exception is ``dia`` with a cell shared between blocks,
