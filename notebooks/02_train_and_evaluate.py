@@ -25,9 +25,9 @@ from pathlib import Path
 
 FAST = os.environ.get("SEGATTN_NOTEBOOK_FAST") == "1"
 OUT = Path(os.environ.get("SEGATTN_NOTEBOOK_OUT", "notebook_outputs/02_train_and_evaluate"))
-CASES = 5 if FAST else 16  # phantoms generated, of which TEST_CASES are held out
+CASES = 4 if FAST else 16  # phantoms generated, of which TEST_CASES are held out
 TEST_CASES = 1 if FAST else 4
-SIZE = 32 if FAST else 64  # voxels per axis
+SIZE = 24 if FAST else 64  # voxels per axis
 EPOCHS = 2 if FAST else 12
 FEATURES = [8, 16] if FAST else [16, 32, 64, 128]
 BATCH_SIZE = 16

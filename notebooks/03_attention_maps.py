@@ -30,9 +30,9 @@ from pathlib import Path
 
 FAST = os.environ.get("SEGATTN_NOTEBOOK_FAST") == "1"
 OUT = Path(os.environ.get("SEGATTN_NOTEBOOK_OUT", "notebook_outputs/03_attention_maps"))
-CASES = 5 if FAST else 12
+CASES = 4 if FAST else 12
 TEST_CASES = 1 if FAST else 3
-SIZE = 32 if FAST else 64
+SIZE = 24 if FAST else 64
 EPOCHS = 1 if FAST else 8
 FEATURES = [8, 16] if FAST else [16, 32, 64]
 BATCH_SIZE = 16

@@ -87,7 +87,7 @@ def test_committed_ipynb_matches_its_source_without_outputs(name: str) -> None:
     committed = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     assert [(c.cell_type, c.source) for c in committed.cells] == [
         (c.cell_type, c.source) for c in source.cells
-    ], f"regenerate: jupytext --to ipynb notebooks/{name}.py"
+    ], f"regenerate: jupytext --update --to ipynb notebooks/{name}.py"
     for cell in committed.cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None
