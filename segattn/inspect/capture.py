@@ -71,7 +71,8 @@ class AttentionRecord:
         block: the module's key in ``net.attention_modules()``.
         name: its attention registry name (``"scse"``).
         spatial: ``(N, 1, *block_spatial)`` or ``(N, C, *block_spatial)`` at the block's own
-            resolution, or None.
+            resolution (of the padded input for networks that pad, such as the U-Net;
+            :func:`to_image_grid` crops), or None.
         channel: ``(N, C)``, or None.
     """
 
