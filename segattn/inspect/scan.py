@@ -37,7 +37,7 @@ from segattn.fileio import save_nifti_atomic, write_text_atomic
 from segattn.inference import Predictor
 from segattn.inference.io import load_nifti_header
 from segattn.inference.preprocess import run_preprocessing
-from segattn.inspect.capture import AttentionRecord, attention_hooks, to_image_grid
+from segattn.inspect.capture import attention_hooks, to_image_grid
 
 __all__ = ["Explanation", "ScanGate", "explain_scan", "write_explanation"]
 
@@ -116,14 +116,13 @@ def explain_scan(
     with torch.no_grad():
         records = _records(model.net, volume, info.mode, info.slice_axis, blocks, slice_batch)
     gates = []
-    for block, (name, spatial, channel) in records.items():
+    for block, (name, spatial, channel, per_channel) in records.items():
         on_scan = None
         if spatial is not None:
             # the Predictor's own inverse path: preprocessed grid -> scan grid
-            back = predictor._to_input_grid(chain, data, spatial.mean(0, keepdim=True).cpu(), True)
+            back = predictor._to_input_grid(chain, data, spatial.cpu(), True)
             on_scan = back[0].numpy().astype(np.float32)
         channels = None if channel is None else channel.cpu().numpy().astype(np.float32)
-        per_channel = spatial is not None and spatial.shape[0] > 1
         gates.append(ScanGate(block, name, on_scan, channels, per_channel))
     reference = load_nifti_header(paths[0])
     scan = np.asarray(reference.dataobj, dtype=np.float32)
@@ -138,40 +137,47 @@ def _records(
     slice_axis: int | None,
     blocks: Sequence[str] | None,
     slice_batch: int,
-) -> dict[str, tuple[str, Tensor | None, Tensor | None]]:
-    """Block -> (name, spatial ``(k, *preprocessed)`` on the volume's grid, channel ``(C,)``)."""
+) -> dict[str, tuple[str, Tensor | None, Tensor | None, bool]]:
+    """Block -> (name, spatial ``(1, *preprocessed)`` (mean over channels) on the volume's grid,
+    channel ``(C,)``, whether the spatial gate had one map per channel)."""
     net.eval()
+    names: dict[str, str] = {}
+    maps: dict[str, list[Tensor]] = {}
+    channels: dict[str, list[Tensor]] = {}
+    per_channel: dict[str, bool] = {}
     if mode == "3d":
-        with attention_hooks(net, blocks) as found:
-            net(volume[None])
-        return {r.block: _on_grid(r, volume.shape[1:]) for r in found}
-    assert slice_axis is not None
-    slices = torch.movedim(volume, 1 + slice_axis, 0)  # (S, C, a, b)
+        batches, size = [volume[None]], tuple(volume.shape[1:])
+    else:
+        assert slice_axis is not None
+        slices = torch.movedim(volume, 1 + slice_axis, 0)  # (S, C, a, b)
+        batches = [slices[i : i + slice_batch] for i in range(0, slices.shape[0], slice_batch)]
+        size = tuple(slices.shape[2:])
     with attention_hooks(net, blocks) as found:
-        for start in range(0, slices.shape[0], slice_batch):
-            net(slices[start : start + slice_batch])
-    by_block: dict[str, list[AttentionRecord]] = {}
-    for record in found:
-        by_block.setdefault(record.block, []).append(record)
+        for batch in batches:
+            net(batch)
+            # reduce each batch at once: channel means, upsampled; no per-channel volume kept
+            for record in found:
+                names[record.block] = record.name
+                if record.spatial is not None:
+                    per_channel[record.block] = record.spatial.shape[1] > 1
+                    mean = record.spatial.float().mean(1, keepdim=True)
+                    maps.setdefault(record.block, []).append(to_image_grid(mean, size))
+                if record.channel is not None:
+                    channels.setdefault(record.block, []).append(record.channel.float())
+            found.clear()
     out = {}
-    for block, parts in by_block.items():
-        first = parts[0]
+    for block, name in names.items():
         spatial = channel = None
-        if first.spatial is not None:
-            maps = torch.cat([to_image_grid(p.spatial, slices.shape[2:]) for p in parts])  # type: ignore[arg-type]
-            spatial = torch.movedim(maps, 0, 1 + slice_axis)  # (k, X, Y, Z)
-        if first.channel is not None:
-            channel = torch.cat([p.channel for p in parts]).float().mean(0)  # type: ignore[misc]
-        out[block] = (first.name, spatial, channel)
+        if block in maps:
+            stacked = torch.cat(maps[block])  # 3D: (1, 1, X, Y, Z); 2D: (S, 1, a, b)
+            if mode == "3d":
+                spatial = stacked[0]
+            else:  # slices back in place: (1, X, Y, Z)
+                spatial = torch.movedim(stacked, 0, 1 + (slice_axis or 0))
+        if block in channels:
+            channel = torch.cat(channels[block]).mean(0)
+        out[block] = (name, spatial, channel, per_channel.get(block, False))
     return out
-
-
-def _on_grid(
-    record: AttentionRecord, size: Sequence[int]
-) -> tuple[str, Tensor | None, Tensor | None]:
-    spatial = None if record.spatial is None else to_image_grid(record.spatial, size)[0]
-    channel = None if record.channel is None else record.channel[0].float()
-    return record.name, spatial, channel
 
 
 def write_explanation(
