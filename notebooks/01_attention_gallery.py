@@ -153,31 +153,37 @@ draw_gallery(3, OUT / "gates_3d.png");
 # ## Parameters and time per module
 #
 # Parameters at `C = CHANNELS`; time is the median wall time of `REPEATS` forward passes on the
-# features above (CPU, 2 threads, eval mode, no gradient). Timings depend on the machine and its
-# load; compare modules with each other, measured in this one run.
+# features above (CPU, 2 threads, eval mode, no gradient), all modules timed in turn within each
+# repeat. Timings depend on the machine and its load; compare modules with each other, measured
+# in this one run.
 
 
 # %%
-def forward_time(module, x):
-    times = []
-    with torch.no_grad():
-        module(x)  # warm-up
-        for _ in range(REPEATS):
+modules = {(name, d): attention.create(name, CHANNELS, d).eval() for name in attention.available() for d in (2, 3)}
+times = {key: [] for key in modules}
+with torch.no_grad():
+    for (name, d), module in modules.items():
+        module(features[d])  # warm-up
+    # interleaved: every repeat times every module once, so a change of machine load during
+    # the run affects all modules alike
+    for _ in range(REPEATS):
+        for (name, d), module in modules.items():
             start = time.perf_counter()
-            module(x)
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-cost = []
-for name in attention.available():
-    row = {"name": name}
-    for d in (2, 3):
-        module = attention.create(name, CHANNELS, d).eval()
-        row[f"params_{d}d"] = sum(p.numel() for p in module.parameters())
-        row[f"ms_{d}d"] = 1000 * forward_time(module, features[d])
-    cost.append(row)
-cost = pd.DataFrame(cost).set_index("name")
+            module(features[d])
+            times[(name, d)].append(time.perf_counter() - start)
+cost = pd.DataFrame(
+    {
+        name: {
+            "params_2d": sum(p.numel() for p in modules[(name, 2)].parameters()),
+            "params_3d": sum(p.numel() for p in modules[(name, 3)].parameters()),
+            "ms_2d": 1000 * float(np.median(times[(name, 2)])),
+            "ms_3d": 1000 * float(np.median(times[(name, 3)])),
+        }
+        for name in attention.available()
+    }
+).T
+cost = cost.astype({"params_2d": int, "params_3d": int})
+cost.index.name = "name"
 cost.to_csv(OUT / "cost.csv")
 cost.round(3)
 
