@@ -25,12 +25,12 @@ from pathlib import Path
 
 FAST = os.environ.get("SEGATTN_NOTEBOOK_FAST") == "1"
 OUT = Path(os.environ.get("SEGATTN_NOTEBOOK_OUT", "notebook_outputs/05_whole_body_ct"))
-CASES = 4 if FAST else 12  # phantoms for training/validation
+CASES = 4 if FAST else 8  # phantoms for training/validation
 SIZE = 32 if FAST else 64  # in-plane voxels of the training phantoms
 PATCH = [16, 16, 16] if FAST else [48, 48, 32]
-EPOCHS = 1 if FAST else 20
+EPOCHS = 1 if FAST else 10
 FEATURES = [8, 16] if FAST else [16, 32, 64]
-LARGE_SIZE = 48 if FAST else 192  # in-plane voxels of the large inference volume
+LARGE_SIZE = 48 if FAST else 160  # in-plane voxels of the large inference volume
 MAX_MEMORY_GB = 0.02 if FAST else 0.25  # working-buffer budget of the bounded-memory Predictor
 WINDOW = [-160, 240]  # soft-tissue window used for training (HU)
 SEED = 0
