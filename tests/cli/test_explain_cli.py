@@ -92,7 +92,8 @@ def test_gate_on_the_scan_grid_is_the_reoriented_block_gate(tmp_path: Path) -> N
     scan = save_image(tmp_path / "lps_0000.nii.gz", data, np.diag([-1.0, -1.0, 1.0, 1.0]))
     ckpt = _ckpt(tmp_path, mode="3d", orientation="RAS")
     out = tmp_path / "explain"
-    first = "encoder_attention.0"
+    net = Predictor(ckpt, device="cpu").models[0].net
+    first = next(iter(net.attention_modules()))  # the full-resolution encoder block
     assert _explain("--model", ckpt, "--input", scan, "--output", out, "--blocks", first) == 0
     assert [p.name for p in (out / "lps").glob("gate_*")] == [f"gate_{first}.nii.gz"]
     written = nib.load(out / "lps" / f"gate_{first}.nii.gz").get_fdata()
@@ -102,7 +103,6 @@ def test_gate_on_the_scan_grid_is_the_reoriented_block_gate(tmp_path: Path) -> N
         run_preprocessing(preprocess_transforms(meta["preprocessing"], ("image",)), [scan])["image"]
     ).float()
     ras = torch.flip(volume, dims=(1, 2))
-    net = Predictor(ckpt, device="cpu").models[0].net
     [record] = capture_attention(net, ras[None], blocks=[first])
     assert record.spatial is not None
     expected = torch.flip(record.spatial[0, 0, : SHAPE[0], : SHAPE[1], : SHAPE[2]], dims=(0, 1))
