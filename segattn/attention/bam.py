@@ -99,6 +99,7 @@ class BottleneckAttention(GatedAttention):
     """
 
     gate_range: ClassVar[tuple[float, float]] = (1.0, 2.0)
+    spatial_after_channel = False
 
     def __init__(
         self,
@@ -182,3 +183,29 @@ class BottleneckAttention(GatedAttention):
             f"channels={self.channels}, hidden={self.hidden}, dilation={self.dilation}, "
             f"combine={self.combine!r}, norm={self.norm_name!r}, spatial_dims={self.spatial_dims}"
         )
+
+    def channel_gate(self, x: Tensor) -> Tensor:
+        """The channel branch alone as a gate, ``sigmoid(M_c)``, for inspection.
+
+        BAM applies ``1 + sigmoid(M_c + M_s)``, which does not factor into a channel and a
+        spatial part; each branch's sigmoid shows what that branch alone would gate.
+
+        Args:
+            x: ``(N, C, *spatial)``.
+
+        Returns:
+            ``(N, C, 1, ..., 1)`` with values in (0, 1).
+        """
+        return torch.sigmoid(self.channel_attention(x))
+
+    def spatial_gate(self, x: Tensor) -> Tensor:
+        """The spatial branch alone as a gate, ``sigmoid(M_s)``, for inspection (see
+        :meth:`channel_gate`).
+
+        Args:
+            x: ``(N, C, *spatial)``.
+
+        Returns:
+            ``(N, 1, *spatial)`` with values in (0, 1).
+        """
+        return torch.sigmoid(self.spatial_attention(x))

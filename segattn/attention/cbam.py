@@ -42,7 +42,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from segattn.attention._gate import as_channel_gate
+from segattn.attention._gate import GatedAttention, as_channel_gate
 from segattn.attention.lean import channel_gated_pool, gate_product
 from segattn.attention.registry import register
 from segattn.layers import (
@@ -59,7 +59,7 @@ __all__ = ["ConvolutionalBlockAttention"]
 
 
 @register("cbam", paper="Woo et al., ECCV 2018", url="https://arxiv.org/abs/1807.06521")
-class ConvolutionalBlockAttention(nn.Module):
+class ConvolutionalBlockAttention(GatedAttention):
     """CBAM: a channel gate followed by a spatial gate, for 1D, 2D and 3D inputs.
 
     Parameters: ``2*C*h + h + C`` (shared MLP with biases) ``+ 2*k**d + 1`` (spatial conv with
@@ -91,6 +91,8 @@ class ConvolutionalBlockAttention(nn.Module):
     """
 
     gate_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    #: ``spatial_gate`` sees the channel-gated ``x * channel_gate(x)`` (see ``SpatialGated``)
+    spatial_after_channel = True
 
     def __init__(
         self,

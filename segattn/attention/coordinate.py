@@ -40,6 +40,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from segattn.attention._gate import GatedAttention
 from segattn.attention.lean import gate_product
 from segattn.attention.registry import register
 from segattn.layers import check_spatial_dims, hidden_channels, norm_layer
@@ -48,7 +49,7 @@ __all__ = ["CoordinateAttention"]
 
 
 @register("coord", paper="Hou et al., CVPR 2021", url="https://arxiv.org/abs/2103.02907")
-class CoordinateAttention(nn.Module):
+class CoordinateAttention(GatedAttention):
     """Coordinate attention: one gate per spatial axis, multiplied, for 1D, 2D and 3D inputs.
 
     Parameters: ``C*mip + mip`` (shared 1x1 conv with bias) ``+ 2*mip`` (norm scale and shift;

@@ -26,8 +26,10 @@ Example:
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+import torch
+from torch import Tensor
 
+from segattn.attention._gate import GatedAttention
 from segattn.attention.lean import gate_max, gate_product, gate_sum_product
 from segattn.attention.registry import register
 from segattn.attention.spatial_se import SpatialSqueezeExcitation
@@ -39,7 +41,7 @@ AGGREGATIONS = ("add", "max", "mul")
 
 
 @register("scse", paper="Roy et al., MICCAI 2018", url="https://arxiv.org/abs/1803.02579")
-class ChannelSpatialSqueezeExcitation(nn.Module):
+class ChannelSpatialSqueezeExcitation(GatedAttention):
     """Concurrent channel (cSE) and spatial (sSE) recalibration, 1D/2D/3D.
 
     Parameters: ``2*C*h + h + C`` (channel branch) ``+ C + 1`` (spatial branch), with
@@ -111,3 +113,26 @@ class ChannelSpatialSqueezeExcitation(nn.Module):
 
     def extra_repr(self) -> str:
         return f"aggregation={self.aggregation!r}"
+
+    #: ``spatial_gate`` sees the block input ``x`` (both branches run in parallel)
+    spatial_after_channel = False
+
+    def gate(self, x: Tensor) -> Tensor:
+        """The factor ``forward`` applies: ``forward(x) == x * gate(x)``.
+
+        ``g_c + g_s`` (``"add"``), ``g_c * g_s`` (``"mul"``), or for ``"max"`` the branch
+        factor that wins at each element, ``g_c`` where ``x*g_c >= x*g_s`` else ``g_s``.
+
+        Args:
+            x: ``(N, C, *spatial)``.
+
+        Returns:
+            ``(N, C, *spatial)``, values in ``gate_range``.
+        """
+        g_c = self.channel_gate(x)
+        g_s = self.spatial_gate(x)
+        if self.aggregation == "add":
+            return (g_c + g_s).expand_as(x)
+        if self.aggregation == "max":
+            return torch.where(x * g_c >= x * g_s, g_c, g_s)
+        return (g_c * g_s).expand_as(x)

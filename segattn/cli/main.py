@@ -24,6 +24,7 @@ COMMANDS = {
     "modules": "segattn.cli.modules",
     "bench": "segattn.cli.bench",
     "ablate": "segattn.cli.ablate",
+    "explain": "segattn.cli.explain",
 }
 
 
