@@ -124,3 +124,16 @@ def test_2d_class_balanced_slices_are_seeded(tiny_malc: Path) -> None:
         return list(sampler)
 
     assert epoch() == epoch()
+
+
+def test_3d_class_balanced_patches_are_seeded(tiny_malc: Path) -> None:
+    def first_patches() -> torch.Tensor:
+        dm = SegDataModule(
+            str(tiny_malc), mode="3d", patch_size=[16, 12, 14], sampling="classes", seed=1
+        )
+        dm.setup("fit")
+        return torch.stack([p["label"] for p in dm._train[0]])
+
+    first = first_patches()
+    assert first.shape == (2, 1, 16, 12, 14) and bool((first > 0).any())
+    assert torch.equal(first, first_patches())
