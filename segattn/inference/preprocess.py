@@ -4,10 +4,13 @@ The chain from :func:`segattn.data.transforms.preprocess_transforms` is run step
 intensity steps that MONAI computes out of place (``ScaleIntensityRanged`` and a plain
 ``NormalizeIntensityd``: 2-3 float32 volume copies at once, 420 MB each for a 512 x 512 x 400 CT)
 are replayed in place with the same operations in the same order, so the values are bit-identical
-(tested); everything else is MONAI's own step. The NaN/inf check runs slab by slab instead of on a
-full boolean volume. Scans already opened by :func:`segattn.imageio.read_scan` (NRRD, MetaImage,
-DICOM: in memory as NIfTI-style images) skip the file loading and go through MONAI's own NIfTI
-reader step on the in-memory image, so they get the same metadata as a NIfTI file.
+(tested); everything else is MONAI's own step. The intensity kinds ``ct`` (HU window to [0, 1])
+and ``ct_fitted`` (clip to the fitted percentiles, z-score with the fitted mean and std) are both
+one ``ScaleIntensityRanged``, so a fitted CT normalisation is replayed exactly like a window. The
+NaN/inf check runs slab by slab instead of on a full boolean volume. Scans already opened by
+:func:`segattn.imageio.read_scan` (NRRD, MetaImage, DICOM: in memory as NIfTI-style images) skip
+the file loading and go through MONAI's own NIfTI reader step on the in-memory image, so they get
+the same metadata as a NIfTI file.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from typing import Any
 
 from monai.transforms import (
     Compose,
+    MapTransform,
     RandAffined,
     RandCropByPosNegLabeld,
     RandFlipd,
@@ -50,6 +51,7 @@ def random_transforms(
     enabled: bool = True,
     pos_fraction: float | None = None,
     num_samples: int = 1,
+    crop: MapTransform | None = None,
 ) -> Compose:
     """Random crop + augmentation of ``{"image", "label"}`` samples.
 
@@ -61,6 +63,8 @@ def random_transforms(
         pos_fraction: if set, crops are centred on foreground with this probability
             (``RandCropByPosNegLabeld``) and ``num_samples`` crops are drawn per sample.
         num_samples: crops per sample when ``pos_fraction`` is set.
+        crop: a cropping transform used instead (after padding to ``patch_size``), e.g.
+            :class:`segattn.training.sampling.RandClassBalancedCropd`.
     """
     keys = ["image", "label"]
     a = augmentation_settings(augmentation)
@@ -68,7 +72,9 @@ def random_transforms(
     if patch_size is not None:
         size = [int(s) for s in patch_size]
         chain.append(SpatialPadd(keys=keys, spatial_size=size))
-        if pos_fraction is not None:
+        if crop is not None:
+            chain.append(crop)
+        elif pos_fraction is not None:
             chain.append(
                 RandCropByPosNegLabeld(
                     keys=keys,

@@ -11,12 +11,25 @@ import lightning.pytorch as pl
 import torch
 from monai.data import CacheDataset
 from monai.data import DataLoader as MonaiDataLoader
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, WeightedRandomSampler
 
-from segattn.data.layout import Case, DatasetInfo, load_dataset, split_cases
-from segattn.data.transforms import normalize_preprocessing, plain_tensor, preprocess_transforms
+from segattn.data.layout import DATASET_JSON, Case, DatasetInfo, load_dataset, split_cases
+from segattn.data.transforms import (
+    fit_ct_normalization,
+    is_fitted,
+    normalize_preprocessing,
+    plain_tensor,
+    preprocess_transforms,
+)
 from segattn.errors import SegattnError
+from segattn.evaluation import read_missing_labels
 from segattn.training.augment import augmentation_settings, random_transforms
+from segattn.training.partial_labels import annotated_masks
+from segattn.training.sampling import (
+    RandClassBalancedCropd,
+    check_sampling,
+    class_balanced_slice_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +55,21 @@ class SliceDataset(Dataset):
         volumes: ``(image (C, X, Y, Z), label (1, X, Y, Z))`` pairs.
         axis: spatial axis to slice along.
         transform: applied to ``{"image": (C, a, b), "label": (1, a, b)}``.
+        annotated: per volume, the ``(K,)`` bool mask of annotated classes, added to each sample
+            as ``"annotated"`` (see :mod:`segattn.training.partial_labels`).
     """
 
     def __init__(
-        self, volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], axis: int, transform: Transform
+        self,
+        volumes: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        axis: int,
+        transform: Transform,
+        annotated: Sequence[torch.Tensor] | None = None,
     ) -> None:
         self.volumes = list(volumes)
         self.axis = axis
         self.transform = transform
+        self.annotated = list(annotated) if annotated is not None else None
         self.index = [
             (v, s) for v, (img, _) in enumerate(self.volumes) for s in range(img.shape[1 + axis])
         ]
@@ -64,24 +84,34 @@ class SliceDataset(Dataset):
             "image": image.select(1 + self.axis, s),
             "label": label.select(1 + self.axis, s),
         }
+        if self.annotated is not None:
+            sample["annotated"] = self.annotated[v]
         return self.transform(sample)
 
 
 class PatchDataset(Dataset):
-    """3D samples: ``num_samples`` random patches per in-memory volume (a list per item)."""
+    """3D samples: ``num_samples`` random patches per in-memory volume (a list per item), each
+    with the volume's ``(K,)`` ``"annotated"`` mask when ``annotated`` is given."""
 
     def __init__(
-        self, volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], transform: Transform
+        self,
+        volumes: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        transform: Transform,
+        annotated: Sequence[torch.Tensor] | None = None,
     ) -> None:
         self.volumes = list(volumes)
         self.transform = transform
+        self.annotated = list(annotated) if annotated is not None else None
 
     def __len__(self) -> int:
         return len(self.volumes)
 
     def __getitem__(self, i: int) -> Any:
         image, label = self.volumes[i]
-        return self.transform({"image": image, "label": label})
+        sample = {"image": image, "label": label}
+        if self.annotated is not None:
+            sample["annotated"] = self.annotated[i]
+        return self.transform(sample)
 
 
 class SegDataModule(pl.LightningDataModule):
@@ -89,8 +119,10 @@ class SegDataModule(pl.LightningDataModule):
 
     Volumes are loaded, oriented (RAS), optionally resampled and intensity-normalised once with
     MONAI (:func:`segattn.data.transforms.preprocess_transforms`) and kept in memory; training
-    samples are 2D slices along ``slice_axis`` or 3D patches centred on foreground with
-    probability ``pos_fraction``; validation uses whole volumes.
+    samples are 2D slices along ``slice_axis`` or 3D patches, chosen by ``sampling``; validation
+    uses whole volumes. Every sample carries ``"annotated"``, a ``(K,)`` bool mask that is False
+    for the structures ``dataset.json`` lists as not annotated in its case (``missing_labels``),
+    which the loss and validation Dice then ignore (:mod:`segattn.training.partial_labels`).
 
     Args:
         root: dataset folder holding ``dataset.json``.
@@ -101,15 +133,24 @@ class SegDataModule(pl.LightningDataModule):
             the largest slice; 3D default ``[64, 64, 64]``.
         batch_size: samples per batch (3D: patches, ``samples_per_volume`` per volume).
         samples_per_volume: 3D patches drawn from each volume per visit.
-        pos_fraction: 3D probability that a patch is centred on a foreground voxel.
+        pos_fraction: ``sampling="foreground"`` in 3D: probability that a patch is centred on a
+            foreground voxel.
+        sampling: ``"foreground"`` (3D patches centred on foreground with probability
+            ``pos_fraction``, 2D slices all equally often) or ``"classes"``: each patch centred
+            on (2D: each slice containing) a voxel of a class drawn uniformly among the classes
+            present in the case (:mod:`segattn.training.sampling`).
+        sampling_random_fraction: ``sampling="classes"``: share of patches centred on a
+            uniformly random voxel (2D: of uniformly drawn slices).
         val_fraction: share of cases held out for validation (ignored with ``splits_file``).
         seed: seed of the split and of the augmentation streams.
         splits_file: nnU-Net ``splits_final.json``; ``fold`` picks the split.
         fold: fold index in ``splits_file``.
         spacing: target voxel size in mm (``None`` keeps the native grid).
-        intensity: ``{"kind": "zscore"}`` (MRI), ``{"kind": "ct", "window": [lo, hi]}`` or
-            ``{"kind": "none"}``; default: ``ct`` with window -160..240 HU when channel 0 is
-            named CT, else ``zscore``.
+        intensity: ``{"kind": "zscore"}`` (MRI), ``{"kind": "ct", "window": [lo, hi]}``,
+            ``{"kind": "ct_fitted"}`` (clip to the 0.5-99.5 percentiles of the training cases'
+            foreground and z-score with its mean and std, fitted once from the training cases
+            and stored in the checkpoint) or ``{"kind": "none"}``; default: ``ct`` with window
+            -160..240 HU when channel 0 is named CT, else ``zscore``.
         augment: enable random augmentation.
         augmentation: overrides of :data:`segattn.training.augment.DEFAULT_AUGMENTATION`.
         num_workers: DataLoader workers (0 = load in the main process).
@@ -125,6 +166,8 @@ class SegDataModule(pl.LightningDataModule):
         batch_size: int = 8,
         samples_per_volume: int = 2,
         pos_fraction: float = 0.67,
+        sampling: Literal["foreground", "classes"] = "foreground",
+        sampling_random_fraction: float = 0.2,
         val_fraction: float = 0.2,
         seed: int = 0,
         splits_file: str | None = None,
@@ -146,6 +189,9 @@ class SegDataModule(pl.LightningDataModule):
             )
         if not 0.0 <= pos_fraction <= 1.0:
             raise ValueError(f"pos_fraction must be in [0, 1], got {pos_fraction}")
+        check_sampling(sampling, sampling_random_fraction)
+        self.sampling = sampling
+        self.sampling_random_fraction = float(sampling_random_fraction)
         self.root = root
         self.mode = mode
         self.slice_axis = slice_axis_index(slice_axis) if mode == "2d" else None
@@ -171,6 +217,7 @@ class SegDataModule(pl.LightningDataModule):
         self.train_cases: list[Case] = []
         self.val_cases: list[Case] = []
         self._train: Dataset | None = None
+        self._train_sampler: WeightedRandomSampler | None = None
         self._val: list[dict[str, Any]] | None = None
         self._class_counts: torch.Tensor | None = None
 
@@ -204,9 +251,44 @@ class SegDataModule(pl.LightningDataModule):
             intensity = (
                 {"kind": "ct", "window": list(DEFAULT_CT_WINDOW)} if is_ct else {"kind": "zscore"}
             )
-        return normalize_preprocessing(
+        settings = normalize_preprocessing(
             {"orientation": "RAS", "spacing": self.spacing, "intensity": intensity}
         )
+        fitted = settings["intensity"]
+        if fitted["kind"] == "ct_fitted" and not is_fitted(fitted):
+            settings["intensity"] = self._fit_ct_normalization(fitted["percentiles"])
+        return settings
+
+    def _fit_ct_normalization(self, percentiles: list[float]) -> dict[str, Any]:
+        """Fit ``ct_fitted`` on the foreground of the training cases (on their own grids)."""
+        train, _ = self._split()
+        load = preprocess_transforms(
+            {"orientation": None, "intensity": {"kind": "none"}}, keys=("image", "label")
+        )
+
+        def cases() -> Any:
+            for case in train:
+                item = load({"image": [str(p) for p in case.images], "label": str(case.label)})
+                yield plain_tensor(item["image"]).numpy(), plain_tensor(item["label"]).numpy()
+
+        intensity = fit_ct_normalization(cases(), percentiles, seed=self.seed)
+        log.info("ct_fitted on %d training cases: %s", len(train), intensity)
+        return intensity
+
+    def _split(self) -> tuple[list[Case], list[Case]]:
+        return split_cases(
+            self.dataset.training,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+            splits_file=self.splits_file,
+            fold=self.fold,
+        )
+
+    @cached_property
+    def missing_labels(self) -> dict[str, list[str]]:
+        """Case -> structures not annotated in its label map (``dataset.json`` key
+        ``missing_labels``; empty when absent)."""
+        return read_missing_labels(self.dataset.root / DATASET_JSON)
 
     @property
     def inference_meta(self) -> dict[str, Any]:
@@ -228,26 +310,34 @@ class SegDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._val is not None:
             return
-        self.train_cases, self.val_cases = split_cases(
-            self.dataset.training,
-            val_fraction=self.val_fraction,
-            seed=self.seed,
-            splits_file=self.splits_file,
-            fold=self.fold,
-        )
+        self.train_cases, self.val_cases = self._split()
         train = self._load(self.train_cases)
         val = self._load(self.val_cases)
+        names, missing = self.label_names, self.missing_labels
+        train_annotated = annotated_masks([c.name for c in self.train_cases], names, missing)
+        val_annotated = annotated_masks([c.name for c in self.val_cases], names, missing)
         self._val = [
-            {"image": img, "label": lab, "case": case.name}
-            for case, (img, lab) in zip(self.val_cases, val)
+            {"image": img, "label": lab, "case": case.name, "annotated": annotated}
+            for case, (img, lab), annotated in zip(self.val_cases, val, val_annotated)
         ]
         if self.mode == "2d":
             assert self.slice_axis is not None
             patch = self.patch_size or _largest_slice(train, self.slice_axis)
             transform = random_transforms(2, patch, self.augmentation, self.augment)
             transform.set_random_state(seed=self.seed)
-            self._train = SliceDataset(train, self.slice_axis, transform)
+            self._train = SliceDataset(train, self.slice_axis, transform, train_annotated)
+            self._train_sampler = self._slice_sampler(train)
         else:
+            crop = None
+            if self.sampling == "classes":
+                assert self.patch_size is not None
+                crop = RandClassBalancedCropd(
+                    ["image", "label"],
+                    "label",
+                    self.patch_size,
+                    num_samples=self.samples_per_volume,
+                    random_fraction=self.sampling_random_fraction,
+                )
             transform = random_transforms(
                 3,
                 self.patch_size,
@@ -255,9 +345,10 @@ class SegDataModule(pl.LightningDataModule):
                 self.augment,
                 pos_fraction=self.pos_fraction,
                 num_samples=self.samples_per_volume,
+                crop=crop,
             )
             transform.set_random_state(seed=self.seed)
-            self._train = PatchDataset(train, transform)
+            self._train = PatchDataset(train, transform, train_annotated)
         log.info("%d training and %d validation cases", len(self.train_cases), len(self.val_cases))
 
     def _load(self, cases: Sequence[Case]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -288,6 +379,22 @@ class SegDataModule(pl.LightningDataModule):
             out.append((image, label))
         return out
 
+    def _slice_sampler(
+        self, volumes: Sequence[tuple[torch.Tensor, torch.Tensor]]
+    ) -> WeightedRandomSampler | None:
+        """2D ``sampling="classes"``: slices drawn with class-balanced weights (an epoch draws
+        as many slices as there are), seeded with ``seed``."""
+        if self.sampling != "classes" or not volumes:
+            return None
+        assert self.slice_axis is not None
+        weights = class_balanced_slice_weights(
+            [label for _, label in volumes], self.slice_axis, self.sampling_random_fraction
+        )
+        generator = torch.Generator().manual_seed(self.seed)
+        return WeightedRandomSampler(
+            weights.tolist(), num_samples=len(weights), replacement=True, generator=generator
+        )
+
     def train_dataloader(self) -> MonaiDataLoader:
         if self._train is None:
             self.setup("fit")
@@ -297,7 +404,8 @@ class SegDataModule(pl.LightningDataModule):
             batch_size=self.batch_size
             if self.mode == "2d"
             else max(1, self.batch_size // self.samples_per_volume),
-            shuffle=True,
+            shuffle=self._train_sampler is None,
+            sampler=self._train_sampler,
             num_workers=self.num_workers,
             drop_last=False,
             persistent_workers=self.num_workers > 0,

@@ -25,6 +25,7 @@ from segattn.inference.volume import predict_volume
 from segattn.metrics import dice_per_label
 from segattn.nets import create as create_net
 from segattn.training.losses import WeightedCEDiceLoss, build_loss, median_frequency_weights
+from segattn.training.partial_labels import mask_unannotated_dice, merge_unannotated
 
 log = logging.getLogger(__name__)
 
@@ -240,9 +241,12 @@ class SegmentationSystem(pl.LightningModule):
         # plain tensors: MONAI MetaTensors would leak into logged metrics and checkpoints
         image = plain_tensor(batch["image"]).float()
         label = plain_tensor(batch["label"]).long()
+        # (N, K) False where a structure is not annotated in the sample's case: merged into
+        # background by the loss, NaN in the validation Dice (segattn.training.partial_labels)
+        annotated = batch.get("annotated")
         if stage == "train":
             out = self.net(image)
-            loss = self._loss(out, label)
+            loss = self._loss(out, label, annotated)
             if self.se_head is not None:
                 se_loss = self.se_loss(label)
                 self.log(
@@ -271,8 +275,14 @@ class SegmentationSystem(pl.LightningModule):
                 sw_batch_size=self.sw_batch_size,
                 overlap=self.overlap,
             )
-            losses.append(self.loss_fn(logits[None], label[i][None]))
-            dices.append(dice_per_label(logits.argmax(0), label[i][0], self.num_classes))
+            case_annotated = None if annotated is None else annotated[i : i + 1]
+            losses.append(
+                self.loss_fn(merge_unannotated(logits[None], case_annotated), label[i][None])
+            )
+            dice = dice_per_label(logits.argmax(0), label[i][0], self.num_classes)
+            dices.append(
+                mask_unannotated_dice(dice, None if case_annotated is None else case_annotated[0])
+            )
         loss = torch.stack(losses).mean()
         self._val_dice.extend(dices)
         self.log(
@@ -335,9 +345,11 @@ class SegmentationSystem(pl.LightningModule):
     def _bottleneck_attention(self) -> nn.Module | None:
         return self.net.attention_modules().get("bottleneck")
 
-    def _loss(self, out: Tensor | list[Tensor], label: Tensor) -> Tensor:
+    def _loss(
+        self, out: Tensor | list[Tensor], label: Tensor, annotated: Tensor | None = None
+    ) -> Tensor:
         if isinstance(out, Tensor):
-            return self.loss_fn(out, label)
+            return self.loss_fn(merge_unannotated(out, annotated), label)
         weights = [0.5**i for i in range(len(out))]
         total = sum(weights)
         loss = out[0].new_zeros(())
@@ -347,7 +359,7 @@ class SegmentationSystem(pl.LightningModule):
                 if logits.shape[2:] == label.shape[2:]
                 else F.interpolate(label.float(), size=logits.shape[2:], mode="nearest").long()
             )
-            loss = loss + w / total * self.loss_fn(logits, target)
+            loss = loss + w / total * self.loss_fn(merge_unannotated(logits, annotated), target)
         return loss
 
     def _log_dice(self, stage: str) -> None:

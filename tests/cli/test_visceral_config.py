@@ -1,5 +1,6 @@
-"""configs/visceral_unet3d_scse.yaml: parses, trains on a prepared VISCERAL-like phantom with CT
-windowing and resampling stored in the checkpoint, and predicts back onto the scans' own grids."""
+"""configs/visceral_unet3d_scse.yaml: parses, trains on a prepared VISCERAL-like phantom with the
+fitted CT normalisation and resampling stored in the checkpoint, and predicts back onto the scans'
+own grids."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def test_config_values() -> None:
     config = yaml.safe_load(CONFIG.read_text())
     data = config["data"]
     assert data["mode"] == "3d" and data["spacing"] == [4.0, 4.0, 4.0]
-    assert data["intensity"] == {"kind": "ct", "window": [-1000.0, 1000.0]}
+    assert data["intensity"] == {"kind": "ct_fitted"}
+    assert data["sampling"] == "classes"
     assert data["augmentation"]["flip_axes"] == []
     assert config["model"]["attention"] == "scse"
 
@@ -62,11 +64,12 @@ def test_tiny_fit_predict_evaluate(tmp_path: Path, capsys) -> None:
     assert code == 0
     best = next(out.rglob("best*.ckpt"))
     meta = torch.load(best, map_location="cpu", weights_only=True)["segattn"]
-    assert meta["preprocessing"] == {
-        "orientation": "RAS",
-        "spacing": [24.0, 24.0, 24.0],
-        "intensity": {"kind": "ct", "window": [-1000.0, 1000.0]},
-    }
+    preprocessing = meta["preprocessing"]
+    assert preprocessing["orientation"] == "RAS" and preprocessing["spacing"] == [24.0] * 3
+    intensity = preprocessing["intensity"]
+    assert intensity["kind"] == "ct_fitted" and intensity["percentiles"] == [0.5, 99.5]
+    lo, hi = intensity["clip"]
+    assert -1024 <= lo < intensity["mean"] < hi <= 3071 and intensity["std"] > 0  # HU
     assert (
         meta["mode"] == "3d" and len(meta["labels"]) == 21 and meta["channel_names"] == {"0": "CT"}
     )

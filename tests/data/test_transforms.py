@@ -11,6 +11,7 @@ import torch
 from monai.transforms import Invertd
 
 from segattn.data.transforms import (
+    fit_ct_normalization,
     intensity_transform,
     normalize_preprocessing,
     preprocess_transforms,
@@ -98,3 +99,68 @@ def test_label_resampled_for_3d_comes_back_on_the_anisotropic_grid(
     # an exact divisor of the spacing restores every voxel; a coarser grid all but edges
     assert (restored == label).mean() >= agreement
     assert set(np.unique(restored)) == {0, 1, 2}
+
+
+def _ct_cases(seed: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(count):
+        shape = (9 + i, 8, 7)
+        image = rng.normal(-300.0, 400.0, shape).astype(np.float32)
+        label = np.zeros(shape, np.uint8)
+        label[2:6, 1:5, 1 + i % 3 : 5] = 1 + i % 2
+        image[label > 0] = rng.normal(80.0 + 20 * i, 30.0, int((label > 0).sum()))
+        image[0, 0, 0] = 3000.0  # an outlier outside the foreground
+        cases.append((image[None], label[None]))
+    return cases
+
+
+def test_ct_fitted_values_are_the_foreground_percentiles_mean_and_std() -> None:
+    cases = _ct_cases(0, 3)
+    fitted = fit_ct_normalization(cases, percentiles=[0.5, 99.5])
+    voxels = np.concatenate([img[lab > 0] for img, lab in cases]).astype(np.float64)
+    assert fitted["kind"] == "ct_fitted" and fitted["percentiles"] == [0.5, 99.5]
+    np.testing.assert_allclose(fitted["clip"], np.percentile(voxels, [0.5, 99.5]), rtol=1e-12)
+    assert fitted["mean"] == pytest.approx(voxels.mean(), rel=1e-12)
+    assert fitted["std"] == pytest.approx(voxels.std(), rel=1e-12)
+    # a per-case cap draws a seeded subset of each case's foreground
+    capped = fit_ct_normalization(cases, max_voxels_per_case=20, seed=3)
+    assert capped == fit_ct_normalization(cases, max_voxels_per_case=20, seed=3)
+    assert capped["mean"] != fitted["mean"]
+
+
+def test_ct_fitted_transform_clips_and_z_scores() -> None:
+    settings = normalize_preprocessing(
+        {"intensity": {"kind": "ct_fitted", "clip": [-100, 300], "mean": 90.0, "std": 50.0}}
+    )
+    assert settings["intensity"]["percentiles"] == [0.5, 99.5]  # default filled in
+    transform = intensity_transform(settings)
+    assert transform is not None
+    out = transform({"image": torch.from_numpy(HU.copy())[None]})["image"][0].numpy()
+    expected = (np.clip(HU, -100.0, 300.0) - 90.0) / 50.0
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "intensity",
+    [
+        {"kind": "ct_fitted", "percentiles": [99.5, 0.5]},
+        {"kind": "ct_fitted", "percentiles": [0.5, 101]},
+        {"kind": "ct_fitted", "clip": [0, 1]},  # mean and std missing
+        {"kind": "ct_fitted", "clip": [1, 0], "mean": 0.0, "std": 1.0},
+        {"kind": "ct_fitted", "clip": [0, 1], "mean": 0.0, "std": 0.0},
+        {"kind": "hu"},
+    ],
+)
+def test_bad_ct_fitted_settings(intensity: dict) -> None:
+    with pytest.raises(ValueError):
+        normalize_preprocessing({"intensity": intensity})
+
+
+def test_unfitted_ct_fitted_cannot_be_applied() -> None:
+    settings = normalize_preprocessing({"intensity": {"kind": "ct_fitted"}})
+    assert settings["intensity"] == {"kind": "ct_fitted", "percentiles": [0.5, 99.5]}
+    with pytest.raises(ValueError, match="fitted"):
+        intensity_transform(settings)
+    with pytest.raises(ValueError, match="foreground"):
+        fit_ct_normalization([(np.zeros((1, 3, 3, 3)), np.zeros((1, 3, 3, 3)))])

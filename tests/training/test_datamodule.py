@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from segattn.training import SegDataModule
+from segattn.training.sampling import class_balanced_slice_weights
 
 
 def test_2d_slices_and_whole_val_volumes(tiny_malc: Path) -> None:
@@ -90,6 +91,8 @@ def test_ct_channel_defaults_to_hu_window(tiny_malc: Path, tmp_path: Path) -> No
         {"batch_size": 0},
         {"pos_fraction": 1.5},
         {"augmentation": {"rotate": 3}},
+        {"sampling": "organs"},
+        {"sampling": "classes", "sampling_random_fraction": -0.1},
     ],
 )
 def test_bad_arguments(tiny_malc: Path, kwargs: dict) -> None:
@@ -104,3 +107,33 @@ def test_augmentation_stream_is_seeded(tiny_malc: Path) -> None:
         return torch.stack([dm._train[i]["image"] for i in range(4)])
 
     assert torch.equal(first_batch(), first_batch())
+
+
+def test_2d_class_balanced_slices_are_seeded(tiny_malc: Path) -> None:
+    def epoch() -> list[int]:
+        dm = SegDataModule(str(tiny_malc), mode="2d", sampling="classes", batch_size=4, seed=2)
+        dm.setup("fit")
+        sampler = dm.train_dataloader().sampler
+        assert isinstance(sampler, torch.utils.data.WeightedRandomSampler)
+        assert len(sampler) == len(dm._train)
+        labels = [label for _, label in dm._train.volumes]
+        expected = class_balanced_slice_weights(labels, dm.slice_axis, 0.2)
+        torch.testing.assert_close(sampler.weights, expected)
+        batch = next(iter(dm.train_dataloader()))
+        assert batch["image"].shape[0] == 4
+        return list(sampler)
+
+    assert epoch() == epoch()
+
+
+def test_3d_class_balanced_patches_are_seeded(tiny_malc: Path) -> None:
+    def first_patches() -> torch.Tensor:
+        dm = SegDataModule(
+            str(tiny_malc), mode="3d", patch_size=[16, 12, 14], sampling="classes", seed=1
+        )
+        dm.setup("fit")
+        return torch.stack([p["label"] for p in dm._train[0]])
+
+    first = first_patches()
+    assert first.shape == (2, 1, 16, 12, 14) and bool((first > 0).any())
+    assert torch.equal(first, first_patches())
