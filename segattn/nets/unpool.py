@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -49,18 +50,27 @@ class IndexedPool(nn.Module):
 
 class IndexedUnpool(nn.Module):
     """Inverse of :class:`IndexedPool`: every value goes back to its argmax position, zeros
-    elsewhere."""
+    elsewhere.
+
+    Written as a ``scatter`` into the flattened output instead of ``nn.MaxUnpoolNd``: the values
+    are the same, but ``max_unpool`` has no deterministic implementation, so it fails under
+    ``torch.use_deterministic_algorithms(True)`` (Lightning's ``deterministic=True``), which
+    seeded, bit-reproducible runs need. The indices of a 2x2 pool are unique, so the scatter
+    is exact, and its gradient is a ``gather``.
+    """
 
     def __init__(self, spatial_dims: int) -> None:
         super().__init__()
-        unpool = (nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d)[
-            check_spatial_dims(spatial_dims) - 1
-        ]
-        self.unpool = unpool(kernel_size=2, stride=2)
+        self.spatial_dims = check_spatial_dims(spatial_dims)
 
     def forward(self, x: Tensor, indices: Tensor, size: tuple[int, ...]) -> Tensor:
         """``x: (N, C, *spatial/2)``, ``indices`` from the pool -> ``(N, C, *size)``."""
-        return self.unpool(x, indices, output_size=size)
+        if len(size) != self.spatial_dims:
+            raise ValueError(f"size must have {self.spatial_dims} entries, got {size!r}")
+        n, c = x.shape[:2]
+        out = x.new_zeros(n, c, math.prod(size))
+        out = out.scatter(2, indices.flatten(2), x.flatten(2))
+        return out.view(n, c, *size)
 
 
 class IndexUnpoolNet(SegmentationNet):

@@ -62,6 +62,8 @@ def test_grid_runs_end_to_end(finished_grid: Path, ablation_data: Path) -> None:
         assert config["trainer"]["max_epochs"] == 1
         assert (cell / "checkpoints" / "last.ckpt").is_file()
         assert sorted(p.name for p in (cell / "predictions").iterdir()) == [
+            "labels.ctbl",
+            "labels.itksnap.txt",
             "malc_005.nii.gz",
             "malc_006.nii.gz",
             "malc_007.nii.gz",

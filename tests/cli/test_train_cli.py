@@ -68,7 +68,11 @@ def test_train_2d_config_on_any_dataset(tiny_malc: Path, tmp_path: Path) -> None
         )
         == 0
     )
-    assert [p.name for p in preds.iterdir()] == ["malc_005.nii.gz"]
+    assert sorted(p.name for p in preds.iterdir()) == [
+        "labels.ctbl",
+        "labels.itksnap.txt",
+        "malc_005.nii.gz",
+    ]
     csv = tmp_path / "dice.csv"
     assert (
         main(

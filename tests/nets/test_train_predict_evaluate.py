@@ -68,7 +68,11 @@ def test_train_predict_evaluate(net: str, tiny_malc: Path, tmp_path: Path) -> No
     preds = tmp_path / "preds"
     predict = ["predict", "--model", str(best), "--input", str(tiny_malc / "imagesTs")]
     assert main([*predict, "--output", str(preds), "--no-progress"]) == 0
-    assert [p.name for p in preds.iterdir()] == ["malc_005.nii.gz"]
+    assert sorted(p.name for p in preds.iterdir()) == [
+        "labels.ctbl",
+        "labels.itksnap.txt",
+        "malc_005.nii.gz",
+    ]
     table = tmp_path / "dice.csv"
     evaluate = ["evaluate", "--pred", str(preds), "--labels", str(tiny_malc / "labelsTs")]
     assert main([*evaluate, "--csv", str(table)]) == 0
