@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from monai.data import CacheDataset
+from monai.data import CacheDataset, list_data_collate
 from monai.data import DataLoader as MonaiDataLoader
 from torch.utils.data import Dataset
 
@@ -17,6 +17,8 @@ from segattn.data.layout import Case, DatasetInfo, load_dataset, split_cases
 from segattn.data.transforms import normalize_preprocessing, plain_tensor, preprocess_transforms
 from segattn.errors import SegattnError
 from segattn.training.augment import augmentation_settings, random_transforms
+from segattn.training.cache import PreprocessedCache, VolumeDataset, default_cache_root
+from segattn.training.sampling import ResumableDataLoader, SeededDataset
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class SliceDataset(Dataset):
     def __init__(
         self, volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], axis: int, transform: Transform
     ) -> None:
-        self.volumes = list(volumes)
+        self.volumes = volumes  # a list in memory or lazily mapped cache entries
         self.axis = axis
         self.transform = transform
         self.index = [
@@ -73,7 +75,7 @@ class PatchDataset(Dataset):
     def __init__(
         self, volumes: Sequence[tuple[torch.Tensor, torch.Tensor]], transform: Transform
     ) -> None:
-        self.volumes = list(volumes)
+        self.volumes = volumes  # a list in memory or lazily mapped cache entries
         self.transform = transform
 
     def __len__(self) -> int:
@@ -88,9 +90,13 @@ class SegDataModule(pl.LightningDataModule):
     """Train/validation data from a dataset root in nnU-Net v2 or MSD layout.
 
     Volumes are loaded, oriented (RAS), optionally resampled and intensity-normalised once with
-    MONAI (:func:`segattn.data.transforms.preprocess_transforms`) and kept in memory; training
-    samples are 2D slices along ``slice_axis`` or 3D patches centred on foreground with
-    probability ``pos_fraction``; validation uses whole volumes.
+    MONAI (:func:`segattn.data.transforms.preprocess_transforms`) and written to a preprocessed
+    cache on disk (:mod:`segattn.training.cache`) that training reads through memory maps
+    (``cache=False``: kept in memory instead); training samples are 2D slices along
+    ``slice_axis`` or 3D patches centred on foreground with probability ``pos_fraction``;
+    validation uses whole volumes. Each training sample is a pure function of
+    ``(seed, epoch, index)`` (:mod:`segattn.training.sampling`), so worker count and resuming
+    mid-epoch do not change the run.
 
     Args:
         root: dataset folder holding ``dataset.json``.
@@ -113,7 +119,10 @@ class SegDataModule(pl.LightningDataModule):
         augment: enable random augmentation.
         augmentation: overrides of :data:`segattn.training.augment.DEFAULT_AUGMENTATION`.
         num_workers: DataLoader workers (0 = load in the main process).
-        cache_workers: threads used to preprocess volumes at ``setup``.
+        cache_workers: threads used to preprocess volumes.
+        cache: keep preprocessed cases in a cache on disk (``False``: in memory).
+        cache_dir: folder of the caches (one sub-folder per settings digest); default
+            ``<root>.segattn-cache`` beside the dataset folder.
     """
 
     def __init__(
@@ -135,6 +144,8 @@ class SegDataModule(pl.LightningDataModule):
         augmentation: dict[str, Any] | None = None,
         num_workers: int = 0,
         cache_workers: int = 2,
+        cache: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if mode not in ("2d", "3d"):
@@ -168,10 +179,12 @@ class SegDataModule(pl.LightningDataModule):
         self.augmentation = augmentation_settings(augmentation)
         self.num_workers = num_workers
         self.cache_workers = cache_workers
+        self.cache = cache
+        self.cache_dir = cache_dir
         self.train_cases: list[Case] = []
         self.val_cases: list[Case] = []
         self._train: Dataset | None = None
-        self._val: list[dict[str, Any]] | None = None
+        self._val: Dataset | None = None
 
     # -- metadata (read lazily from dataset.json; used by LightningCLI argument links) --
     @cached_property
@@ -219,10 +232,24 @@ class SegDataModule(pl.LightningDataModule):
             "patch_size": self.patch_size,
         }
 
+    @cached_property
+    def preprocessed_cache(self) -> PreprocessedCache:
+        """The on-disk cache for these preprocessing settings."""
+        root = self.cache_dir if self.cache_dir is not None else default_cache_root(self.root)
+        return PreprocessedCache(root, self.preprocessing)
+
+    def build_cache(self) -> int:
+        """Preprocess every training case missing from the cache; returns how many."""
+        return self.preprocessed_cache.build(
+            self.dataset.training, self._preprocess_case, self.cache_workers
+        )
+
     # -- Lightning hooks --
     def prepare_data(self) -> None:
         # Reading dataset.json validates the layout early, with a clear error.
         _ = self.dataset
+        if self.cache:
+            self.build_cache()  # once per node, before any rank reads it
 
     def setup(self, stage: str | None = None) -> None:
         if self._val is not None:
@@ -234,18 +261,23 @@ class SegDataModule(pl.LightningDataModule):
             splits_file=self.splits_file,
             fold=self.fold,
         )
-        train = self._load(self.train_cases)
-        val = self._load(self.val_cases)
-        self._val = [
-            {"image": img, "label": lab, "case": case.name}
-            for case, (img, lab) in zip(self.val_cases, val)
-        ]
+        train: Sequence[tuple[torch.Tensor, torch.Tensor]]
+        val: Sequence[tuple[torch.Tensor, torch.Tensor]]
+        if self.cache:
+            store = self.preprocessed_cache
+            store.build([*self.train_cases, *self.val_cases], self._preprocess_case)
+            train = store.volumes([c.name for c in self.train_cases])
+            val = store.volumes([c.name for c in self.val_cases])
+        else:
+            train = self._load(self.train_cases)
+            val = self._load(self.val_cases)
+        self._val = VolumeDataset(val, [c.name for c in self.val_cases])
         if self.mode == "2d":
             assert self.slice_axis is not None
             patch = self.patch_size or _largest_slice(train, self.slice_axis)
             transform = random_transforms(2, patch, self.augmentation, self.augment)
             transform.set_random_state(seed=self.seed)
-            self._train = SliceDataset(train, self.slice_axis, transform)
+            self._train = SeededDataset(SliceDataset(train, self.slice_axis, transform), self.seed)
         else:
             transform = random_transforms(
                 3,
@@ -256,7 +288,7 @@ class SegDataModule(pl.LightningDataModule):
                 num_samples=self.samples_per_volume,
             )
             transform.set_random_state(seed=self.seed)
-            self._train = PatchDataset(train, transform)
+            self._train = SeededDataset(PatchDataset(train, transform), self.seed)
         log.info("%d training and %d validation cases", len(self.train_cases), len(self.val_cases))
 
     def _load(self, cases: Sequence[Case]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -270,37 +302,56 @@ class SegDataModule(pl.LightningDataModule):
             num_workers=self.cache_workers,
             progress=False,
         )
-        out = []
-        for case, item in zip(cases, ds):  # type: ignore[call-overload]
-            image = plain_tensor(item["image"]).float().contiguous()
-            label = plain_tensor(item["label"]).round().to(torch.uint8).contiguous()
-            if image.shape[1:] != label.shape[1:]:
-                raise SegattnError(
-                    f"{case.label}: label grid {tuple(label.shape[1:])} differs from image grid "
-                    f"{tuple(image.shape[1:])} after preprocessing"
-                )
-            if image.shape[0] != self.in_channels:
-                raise SegattnError(
-                    f"{case.images[0]}: {image.shape[0]} channels, "
-                    f"dataset.json declares {self.in_channels}"
-                )
-            out.append((image, label))
-        return out
+        return [self._checked(case, item) for case, item in zip(cases, ds)]  # type: ignore[call-overload]
 
-    def train_dataloader(self) -> MonaiDataLoader:
+    def _preprocess_case(self, case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+        transform = preprocess_transforms(self.preprocessing, keys=("image", "label"))
+        item = transform({"image": [str(p) for p in case.images], "label": str(case.label)})
+        return self._checked(case, item)
+
+    def _checked(self, case: Case, item: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Plain ``(image float32, label uint8)`` of a preprocessed item, grids checked."""
+        image = plain_tensor(item["image"]).float().contiguous()
+        label = plain_tensor(item["label"]).round().to(torch.uint8).contiguous()
+        if image.shape[1:] != label.shape[1:]:
+            raise SegattnError(
+                f"{case.label}: label grid {tuple(label.shape[1:])} differs from image grid "
+                f"{tuple(image.shape[1:])} after preprocessing"
+            )
+        if image.shape[0] != self.in_channels:
+            raise SegattnError(
+                f"{case.images[0]}: {image.shape[0]} channels, "
+                f"dataset.json declares {self.in_channels}"
+            )
+        return image, label
+
+    def train_dataloader(self) -> ResumableDataLoader:
         if self._train is None:
             self.setup("fit")
         assert self._train is not None
-        return MonaiDataLoader(
+        return ResumableDataLoader(
             self._train,
             batch_size=self.batch_size
             if self.mode == "2d"
             else max(1, self.batch_size // self.samples_per_volume),
+            seed=self.seed,
             shuffle=True,
+            progress=self._progress,
             num_workers=self.num_workers,
-            drop_last=False,
+            collate_fn=list_data_collate,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _progress(self) -> tuple[int, int]:
+        """``(epoch, batches of it processed)`` of the attached trainer (for resuming)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0
+        loop = trainer.fit_loop
+        # the loops' trackers are typed loosely; both have ``processed`` at run time
+        epoch: Any = loop.epoch_progress.current
+        batches: Any = loop.epoch_loop.batch_progress.current
+        return int(epoch.processed), int(batches.processed)
 
     def val_dataloader(self) -> MonaiDataLoader:
         if self._val is None:

@@ -1,0 +1,186 @@
+"""Reproducible, resumable training samples.
+
+Every training sample is a pure function of ``(seed, epoch, sample index)``:
+
+- :class:`EpochSampler` orders the samples of an epoch by a permutation drawn from
+  ``(seed, epoch)`` and yields ``(epoch, index)`` keys;
+- :class:`SeededDataset` re-seeds the random transforms from ``(seed, epoch, index)`` before it
+  builds each sample, so the number of DataLoader workers and the order in which they run do not
+  change what a sample looks like;
+- :class:`ResumableBatchSampler` can skip the batches of an epoch that a checkpoint already
+  trained on, and :class:`ResumableDataLoader` exposes that as Lightning's ``state_dict`` /
+  ``load_state_dict`` interface, so ``--ckpt_path`` resumes mid-epoch with the very batches an
+  uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
+
+# domain tags keep the shuffle stream and the per-sample streams apart
+_SHUFFLE_TAG = 0
+_SAMPLE_TAG = 1
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed (``0 <= s < 2**32``) of sample ``index`` in ``epoch``.
+
+    Raises:
+        ValueError: a negative argument.
+    """
+    if min(seed, epoch, index) < 0:
+        raise ValueError(f"seed, epoch and index must be >= 0, got {seed}, {epoch}, {index}")
+    entropy = [int(seed), _SAMPLE_TAG, int(epoch), int(index)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> list[int]:
+    """The order of ``n`` samples in ``epoch``: a permutation drawn from ``(seed, epoch)``."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), _SHUFFLE_TAG, int(epoch)]))
+    return [int(i) for i in rng.permutation(n)]
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` for every index of a dataset of ``size`` samples.
+
+    Args:
+        size: number of samples.
+        seed: seed of the per-epoch permutation.
+        shuffle: permute per epoch (``False``: indices in order).
+    """
+
+    def __init__(self, size: int, seed: int = 0, shuffle: bool = True) -> None:
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        self.size = int(size)
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning before every epoch."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        order = epoch_permutation(self.seed, epoch, self.size) if self.shuffle else range(self.size)
+        for index in order:
+            yield (epoch, int(index))
+
+
+class SeededDataset(Dataset):
+    """Wraps a dataset whose ``transform`` is a MONAI ``Randomizable`` (e.g. ``Compose``).
+
+    ``dataset[(epoch, i)]`` seeds ``transform`` with :func:`sample_seed` ``(seed, epoch, i)`` and
+    returns ``base[i]``; a plain integer key means epoch 0.
+
+    Args:
+        base: dataset with a ``transform`` attribute that has ``set_random_state(seed=...)``.
+        seed: the run's seed.
+    """
+
+    def __init__(self, base: Any, seed: int = 0) -> None:
+        if not callable(getattr(getattr(base, "transform", None), "set_random_state", None)):
+            raise ValueError(f"{type(base).__name__} has no transform with set_random_state()")
+        self.base = base
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getattr__(self, name: str) -> Any:
+        # attributes of the wrapped dataset (``volumes``, ``axis``, ...); ``base`` itself is
+        # excluded so unpickling in DataLoader workers cannot recurse
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        self.base.transform.set_random_state(seed=sample_seed(self.seed, epoch, index))
+        return self.base[index]
+
+
+class ResumableBatchSampler(BatchSampler):
+    """A ``BatchSampler`` that can skip the first batches of its next pass (once).
+
+    The signature is ``BatchSampler``'s, so Lightning can re-create it around a distributed
+    sampler.
+    """
+
+    def __init__(self, sampler: Any, batch_size: int, drop_last: bool) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.skip_batches = 0
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        _forward_epoch(self.sampler)
+        skip, self.skip_batches = self.skip_batches, 0
+        for n, batch in enumerate(super().__iter__()):
+            if n >= skip:
+                yield batch
+
+
+def _forward_epoch(sampler: Any) -> None:
+    """Under DDP Lightning wraps our sampler in a ``DistributedSamplerWrapper`` and sets the
+    epoch on the wrapper only; hand it on to the wrapped :class:`EpochSampler`."""
+    inner = getattr(getattr(sampler, "dataset", None), "_sampler", None)
+    epoch = getattr(sampler, "epoch", None)
+    if isinstance(inner, EpochSampler) and epoch is not None:
+        inner.set_epoch(int(epoch))
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over :class:`EpochSampler` keys whose position Lightning checkpoints.
+
+    ``state_dict()`` records the epoch and the batches of it already trained on (read from the
+    trainer through ``progress``); ``load_state_dict()`` makes the next pass start after them.
+
+    Args:
+        dataset: a dataset taking ``(epoch, index)`` keys, e.g. :class:`SeededDataset`.
+        batch_size: samples per batch.
+        seed: seed of the per-epoch order.
+        shuffle: permute the samples per epoch.
+        progress: returns ``(epoch, batches of that epoch done)`` of the running trainer.
+        **kwargs: other ``DataLoader`` arguments (``num_workers``, ``collate_fn``, ...).
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+        progress: Callable[[], tuple[int, int]] | None = None,
+        drop_last: bool = False,
+        batch_sampler: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if batch_sampler is None:
+            batch_sampler = ResumableBatchSampler(
+                EpochSampler(len(dataset), seed=seed, shuffle=shuffle), batch_size, drop_last
+            )
+        self.seed = seed
+        self.shuffle = shuffle
+        self.progress = progress
+        super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches = self.progress() if self.progress is not None else (0, 0)
+        return {"epoch": int(epoch), "batches": int(batches)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        batch_sampler = self.batch_sampler
+        sampler = getattr(batch_sampler, "sampler", None)
+        set_epoch = getattr(sampler, "set_epoch", None)
+        if callable(set_epoch):
+            # with workers the first indices are fetched before Lightning sets the epoch
+            set_epoch(int(state["epoch"]))
+        if isinstance(batch_sampler, ResumableBatchSampler):
+            batch_sampler.skip_batches = int(state["batches"])
