@@ -19,6 +19,7 @@ from segattn.errors import SegattnError
 COMMANDS = {
     "demo": "segattn.cli.demo",
     "train": "segattn.cli.train",
+    "preprocess": "segattn.cli.preprocess",
     "predict": "segattn.cli.predict",
     "evaluate": "segattn.cli.evaluate",
     "modules": "segattn.cli.modules",
@@ -26,6 +27,8 @@ COMMANDS = {
     "ablate": "segattn.cli.ablate",
     "explain": "segattn.cli.explain",
 }
+# sub-commands whose arguments go to LightningCLI untouched
+LIGHTNING_COMMANDS = ("train", "preprocess")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,15 +51,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``segattn`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    # `segattn train ...` hands everything after `train` to LightningCLI untouched.
-    if argv[:1] == ["train"] or (debug and argv[:2] == ["--debug", "train"]):
-        rest = argv[argv.index("train") + 1 :]
-        from segattn.cli.train import run_lightning_cli
-
-        return _guard(lambda: run_lightning_cli(rest), debug)
+    # `segattn train|preprocess ...` hand everything after the command to LightningCLI untouched.
+    head = argv[1:2] if argv[:1] == ["--debug"] else argv[:1]
+    if head and head[0] in LIGHTNING_COMMANDS:
+        rest = argv[argv.index(head[0]) + 1 :]
+        return _guard(lambda: _run_lightning(head[0], rest), debug)
     parser = build_parser()
     args = parser.parse_args(argv)
     return _guard(lambda: args.func(args), debug)
+
+
+def _run_lightning(command: str, rest: list[str]) -> int:
+    if command == "preprocess":
+        from segattn.cli.preprocess import run_preprocess
+
+        return run_preprocess(rest)
+    from segattn.cli.train import run_lightning_cli
+
+    return run_lightning_cli(rest)
 
 
 def _guard(fn, debug: bool) -> int:  # type: ignore[no-untyped-def]

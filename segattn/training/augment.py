@@ -64,7 +64,7 @@ def random_transforms(
             (``RandCropByPosNegLabeld``) and ``num_samples`` crops are drawn per sample.
         num_samples: crops per sample when ``pos_fraction`` is set.
         crop: a cropping transform used instead (after padding to ``patch_size``), e.g.
-            :class:`segattn.training.sampling.RandClassBalancedCropd`.
+            :class:`segattn.training.class_sampling.RandClassBalancedCropd`.
     """
     keys = ["image", "label"]
     a = augmentation_settings(augmentation)

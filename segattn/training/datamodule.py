@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from monai.data import CacheDataset
+from monai.data import CacheDataset, list_data_collate
 from monai.data import DataLoader as MonaiDataLoader
-from torch.utils.data import Dataset, WeightedRandomSampler
+from torch.utils.data import Dataset
 
 from segattn.data.layout import DATASET_JSON, Case, DatasetInfo, load_dataset, split_cases
 from segattn.data.transforms import (
@@ -24,12 +24,14 @@ from segattn.data.transforms import (
 from segattn.errors import SegattnError
 from segattn.evaluation import read_missing_labels
 from segattn.training.augment import augmentation_settings, random_transforms
-from segattn.training.partial_labels import annotated_masks
-from segattn.training.sampling import (
+from segattn.training.cache import PreprocessedCache, VolumeDataset, default_cache_root
+from segattn.training.class_sampling import (
     RandClassBalancedCropd,
     check_sampling,
     class_balanced_slice_weights,
 )
+from segattn.training.partial_labels import annotated_masks
+from segattn.training.sampling import ResumableDataLoader, SeededDataset
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ class SliceDataset(Dataset):
         transform: Transform,
         annotated: Sequence[torch.Tensor] | None = None,
     ) -> None:
-        self.volumes = list(volumes)
+        self.volumes = volumes  # a list in memory or lazily mapped cache entries
         self.axis = axis
         self.transform = transform
         self.annotated = list(annotated) if annotated is not None else None
@@ -99,7 +101,7 @@ class PatchDataset(Dataset):
         transform: Transform,
         annotated: Sequence[torch.Tensor] | None = None,
     ) -> None:
-        self.volumes = list(volumes)
+        self.volumes = volumes  # a list in memory or lazily mapped cache entries
         self.transform = transform
         self.annotated = list(annotated) if annotated is not None else None
 
@@ -118,9 +120,13 @@ class SegDataModule(pl.LightningDataModule):
     """Train/validation data from a dataset root in nnU-Net v2 or MSD layout.
 
     Volumes are loaded, oriented (RAS), optionally resampled and intensity-normalised once with
-    MONAI (:func:`segattn.data.transforms.preprocess_transforms`) and kept in memory; training
-    samples are 2D slices along ``slice_axis`` or 3D patches, chosen by ``sampling``; validation
-    uses whole volumes. Every sample carries ``"annotated"``, a ``(K,)`` bool mask that is False
+    MONAI (:func:`segattn.data.transforms.preprocess_transforms`) and written to a preprocessed
+    cache on disk (:mod:`segattn.training.cache`) that training reads through memory maps
+    (``cache=False``: kept in memory instead); training samples are 2D slices along
+    ``slice_axis`` or 3D patches, chosen by ``sampling``; validation uses whole volumes. Each
+    training sample is a pure function of ``(seed, epoch, index)``
+    (:mod:`segattn.training.sampling`), so worker count and resuming mid-epoch do not change the
+    run. Every sample carries ``"annotated"``, a ``(K,)`` bool mask that is False
     for the structures ``dataset.json`` lists as not annotated in its case (``missing_labels``),
     which the loss and validation Dice then ignore (:mod:`segattn.training.partial_labels`).
 
@@ -138,7 +144,7 @@ class SegDataModule(pl.LightningDataModule):
         sampling: ``"foreground"`` (3D patches centred on foreground with probability
             ``pos_fraction``, 2D slices all equally often) or ``"classes"``: each patch centred
             on (2D: each slice containing) a voxel of a class drawn uniformly among the classes
-            present in the case (:mod:`segattn.training.sampling`).
+            present in the case (:mod:`segattn.training.class_sampling`).
         sampling_random_fraction: ``sampling="classes"``: share of patches centred on a
             uniformly random voxel (2D: of uniformly drawn slices).
         val_fraction: share of cases held out for validation (ignored with ``splits_file``).
@@ -154,7 +160,10 @@ class SegDataModule(pl.LightningDataModule):
         augment: enable random augmentation.
         augmentation: overrides of :data:`segattn.training.augment.DEFAULT_AUGMENTATION`.
         num_workers: DataLoader workers (0 = load in the main process).
-        cache_workers: threads used to preprocess volumes at ``setup``.
+        cache_workers: threads used to preprocess volumes.
+        cache: keep preprocessed cases in a cache on disk (``False``: in memory).
+        cache_dir: folder of the caches (one sub-folder per settings digest); default
+            ``<root>.segattn-cache`` beside the dataset folder.
     """
 
     def __init__(
@@ -178,6 +187,8 @@ class SegDataModule(pl.LightningDataModule):
         augmentation: dict[str, Any] | None = None,
         num_workers: int = 0,
         cache_workers: int = 2,
+        cache: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if mode not in ("2d", "3d"):
@@ -214,11 +225,13 @@ class SegDataModule(pl.LightningDataModule):
         self.augmentation = augmentation_settings(augmentation)
         self.num_workers = num_workers
         self.cache_workers = cache_workers
+        self.cache = cache
+        self.cache_dir = cache_dir
         self.train_cases: list[Case] = []
         self.val_cases: list[Case] = []
         self._train: Dataset | None = None
-        self._train_sampler: WeightedRandomSampler | None = None
-        self._val: list[dict[str, Any]] | None = None
+        self._train_weights: list[float] | None = None
+        self._val: Dataset | None = None
         self._class_counts: torch.Tensor | None = None
 
     # -- metadata (read lazily from dataset.json; used by LightningCLI argument links) --
@@ -302,31 +315,52 @@ class SegDataModule(pl.LightningDataModule):
             "patch_size": self.patch_size,
         }
 
+    @cached_property
+    def preprocessed_cache(self) -> PreprocessedCache:
+        """The on-disk cache for these preprocessing settings."""
+        root = self.cache_dir if self.cache_dir is not None else default_cache_root(self.root)
+        return PreprocessedCache(root, self.preprocessing)
+
+    def build_cache(self) -> int:
+        """Preprocess every training case missing from the cache; returns how many."""
+        return self.preprocessed_cache.build(
+            self.dataset.training, self._preprocess_case, self.cache_workers
+        )
+
     # -- Lightning hooks --
     def prepare_data(self) -> None:
         # Reading dataset.json validates the layout early, with a clear error.
         _ = self.dataset
+        if self.cache:
+            self.build_cache()  # once per node, before any rank reads it
 
     def setup(self, stage: str | None = None) -> None:
         if self._val is not None:
             return
         self.train_cases, self.val_cases = self._split()
-        train = self._load(self.train_cases)
-        val = self._load(self.val_cases)
+        train: Sequence[tuple[torch.Tensor, torch.Tensor]]
+        val: Sequence[tuple[torch.Tensor, torch.Tensor]]
+        if self.cache:
+            store = self.preprocessed_cache
+            store.build([*self.train_cases, *self.val_cases], self._preprocess_case)
+            train = store.volumes([c.name for c in self.train_cases])
+            val = store.volumes([c.name for c in self.val_cases])
+        else:
+            train = self._load(self.train_cases)
+            val = self._load(self.val_cases)
         names, missing = self.label_names, self.missing_labels
         train_annotated = annotated_masks([c.name for c in self.train_cases], names, missing)
         val_annotated = annotated_masks([c.name for c in self.val_cases], names, missing)
-        self._val = [
-            {"image": img, "label": lab, "case": case.name, "annotated": annotated}
-            for case, (img, lab), annotated in zip(self.val_cases, val, val_annotated)
-        ]
+        self._val = VolumeDataset(val, [c.name for c in self.val_cases], val_annotated)
         if self.mode == "2d":
             assert self.slice_axis is not None
             patch = self.patch_size or _largest_slice(train, self.slice_axis)
             transform = random_transforms(2, patch, self.augmentation, self.augment)
             transform.set_random_state(seed=self.seed)
-            self._train = SliceDataset(train, self.slice_axis, transform, train_annotated)
-            self._train_sampler = self._slice_sampler(train)
+            self._train = SeededDataset(
+                SliceDataset(train, self.slice_axis, transform, train_annotated), self.seed
+            )
+            self._train_weights = self._slice_weights(train)
         else:
             crop = None
             if self.sampling == "classes":
@@ -348,7 +382,7 @@ class SegDataModule(pl.LightningDataModule):
                 crop=crop,
             )
             transform.set_random_state(seed=self.seed)
-            self._train = PatchDataset(train, transform, train_annotated)
+            self._train = SeededDataset(PatchDataset(train, transform, train_annotated), self.seed)
         log.info("%d training and %d validation cases", len(self.train_cases), len(self.val_cases))
 
     def _load(self, cases: Sequence[Case]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -362,54 +396,70 @@ class SegDataModule(pl.LightningDataModule):
             num_workers=self.cache_workers,
             progress=False,
         )
-        out = []
-        for case, item in zip(cases, ds):  # type: ignore[call-overload]
-            image = plain_tensor(item["image"]).float().contiguous()
-            label = plain_tensor(item["label"]).round().to(torch.uint8).contiguous()
-            if image.shape[1:] != label.shape[1:]:
-                raise SegattnError(
-                    f"{case.label}: label grid {tuple(label.shape[1:])} differs from image grid "
-                    f"{tuple(image.shape[1:])} after preprocessing"
-                )
-            if image.shape[0] != self.in_channels:
-                raise SegattnError(
-                    f"{case.images[0]}: {image.shape[0]} channels, "
-                    f"dataset.json declares {self.in_channels}"
-                )
-            out.append((image, label))
-        return out
+        return [self._checked(case, item) for case, item in zip(cases, ds)]  # type: ignore[call-overload]
 
-    def _slice_sampler(
+    def _preprocess_case(self, case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+        transform = preprocess_transforms(self.preprocessing, keys=("image", "label"))
+        item = transform({"image": [str(p) for p in case.images], "label": str(case.label)})
+        return self._checked(case, item)
+
+    def _checked(self, case: Case, item: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Plain ``(image float32, label uint8)`` of a preprocessed item, grids checked."""
+        image = plain_tensor(item["image"]).float().contiguous()
+        label = plain_tensor(item["label"]).round().to(torch.uint8).contiguous()
+        if image.shape[1:] != label.shape[1:]:
+            raise SegattnError(
+                f"{case.label}: label grid {tuple(label.shape[1:])} differs from image grid "
+                f"{tuple(image.shape[1:])} after preprocessing"
+            )
+        if image.shape[0] != self.in_channels:
+            raise SegattnError(
+                f"{case.images[0]}: {image.shape[0]} channels, "
+                f"dataset.json declares {self.in_channels}"
+            )
+        return image, label
+
+    def _slice_weights(
         self, volumes: Sequence[tuple[torch.Tensor, torch.Tensor]]
-    ) -> WeightedRandomSampler | None:
-        """2D ``sampling="classes"``: slices drawn with class-balanced weights (an epoch draws
-        as many slices as there are), seeded with ``seed``."""
+    ) -> list[float] | None:
+        """2D ``sampling="classes"``: class-balanced slice weights; an epoch then draws as many
+        slices as there are, with replacement, from ``(seed, epoch)``
+        (:class:`segattn.training.sampling.EpochSampler`)."""
         if self.sampling != "classes" or not volumes:
             return None
         assert self.slice_axis is not None
         weights = class_balanced_slice_weights(
             [label for _, label in volumes], self.slice_axis, self.sampling_random_fraction
         )
-        generator = torch.Generator().manual_seed(self.seed)
-        return WeightedRandomSampler(
-            weights.tolist(), num_samples=len(weights), replacement=True, generator=generator
-        )
+        return [float(w) for w in weights.tolist()]
 
-    def train_dataloader(self) -> MonaiDataLoader:
+    def train_dataloader(self) -> ResumableDataLoader:
         if self._train is None:
             self.setup("fit")
         assert self._train is not None
-        return MonaiDataLoader(
+        return ResumableDataLoader(
             self._train,
             batch_size=self.batch_size
             if self.mode == "2d"
             else max(1, self.batch_size // self.samples_per_volume),
-            shuffle=self._train_sampler is None,
-            sampler=self._train_sampler,
+            seed=self.seed,
+            weights=self._train_weights,
+            progress=self._progress,
             num_workers=self.num_workers,
-            drop_last=False,
+            collate_fn=list_data_collate,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _progress(self) -> tuple[int, int]:
+        """``(epoch, batches of it processed)`` of the attached trainer (for resuming)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0
+        loop = trainer.fit_loop
+        # the loops' trackers are typed loosely; both have ``processed`` at run time
+        epoch: Any = loop.epoch_progress.current
+        batches: Any = loop.epoch_loop.batch_progress.current
+        return int(epoch.processed), int(batches.processed)
 
     def class_voxel_counts(self) -> torch.Tensor:
         """``(K,)`` int64 voxels of every class over the training cases after preprocessing

@@ -1,171 +1,225 @@
-"""Class-balanced choice of training patches (3D) and slices (2D).
+"""Reproducible, resumable training samples.
 
-With ``sampling="classes"`` every training sample is centred on (3D) or contains (2D) a voxel of a
-foreground class drawn *uniformly among the classes present in the case*, so an adrenal gland of
-70 voxels is drawn as often as the liver; a share ``random_fraction`` of the samples is centred on
-a uniformly random voxel instead, so the network also sees background context. This is the idea of
-MONAI's ``RandCropByLabelClassesd`` with equal class ratios and of nnU-Net's foreground
-oversampling (Isensee et al., https://arxiv.org/abs/1809.10486), with two departures: the
-random share is uniform over the whole volume (not over background voxels), and absent classes
-are skipped without a warning (in partially annotated data they are the rule).
-``sampling="foreground"`` keeps the earlier behaviour (MONAI ``RandCropByPosNegLabeld``: a
-foreground voxel of any class with probability ``pos_fraction``, otherwise a background voxel; in
-2D every slice equally often).
+Every training sample is a pure function of ``(seed, epoch, sample index)``:
+
+- :class:`EpochSampler` orders the samples of an epoch by a permutation drawn from
+  ``(seed, epoch)`` (or, given sampling weights, draws as many indices with replacement from
+  ``(seed, epoch)``) and yields ``(epoch, index)`` keys;
+- :class:`SeededDataset` re-seeds the random transforms from ``(seed, epoch, index)`` before it
+  builds each sample, so the number of DataLoader workers and the order in which they run do not
+  change what a sample looks like;
+- :class:`ResumableBatchSampler` can skip the batches of an epoch that a checkpoint already
+  trained on, and :class:`ResumableDataLoader` exposes that as Lightning's ``state_dict`` /
+  ``load_state_dict`` interface, so ``--ckpt_path`` resumes mid-epoch with the very batches an
+  uninterrupted run would have seen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import torch
-from monai.transforms import MapTransform, Randomizable
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-SAMPLING_MODES = ("foreground", "classes")
-
-
-def check_sampling(sampling: str, random_fraction: float) -> None:
-    """Raise ``ValueError`` for an unknown sampling mode or a fraction outside [0, 1]."""
-    if sampling not in SAMPLING_MODES:
-        raise ValueError(f"sampling must be one of {list(SAMPLING_MODES)}, got {sampling!r}")
-    if not 0.0 <= random_fraction <= 1.0:
-        raise ValueError(f"sampling_random_fraction must be in [0, 1], got {random_fraction}")
+# domain tags keep the shuffle stream and the per-sample streams apart
+_SHUFFLE_TAG = 0
+_SAMPLE_TAG = 1
 
 
-class RandClassBalancedCropd(Randomizable, MapTransform):
-    """``num_samples`` crops of ``spatial_size``, each centred on a class-balanced voxel.
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed (``0 <= s < 2**32``) of sample ``index`` in ``epoch``.
 
-    For each crop: with probability ``random_fraction`` (or when the label has no foreground) the
-    centre is a uniformly random voxel; otherwise a foreground class is drawn uniformly among the
-    classes present in ``label`` and the centre uniformly among that class's voxels. The crop
-    window is then shifted, where needed, to lie inside the volume (pad the sample to at least
-    ``spatial_size`` first, e.g. with ``SpatialPadd``), so it always contains its centre voxel.
-    Keys other than ``keys`` are copied into every crop.
+    Raises:
+        ValueError: a negative argument.
+    """
+    if min(seed, epoch, index) < 0:
+        raise ValueError(f"seed, epoch and index must be >= 0, got {seed}, {epoch}, {index}")
+    entropy = [int(seed), _SAMPLE_TAG, int(epoch), int(index)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(seed), _SHUFFLE_TAG, int(epoch)]))
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> list[int]:
+    """The order of ``n`` samples in ``epoch``: a permutation drawn from ``(seed, epoch)``."""
+    return [int(i) for i in _epoch_rng(seed, epoch).permutation(n)]
+
+
+def epoch_draws(seed: int, epoch: int, weights: Sequence[float]) -> list[int]:
+    """``len(weights)`` indices of ``epoch`` drawn with replacement, ``P(i) ~ weights[i]``,
+    from ``(seed, epoch)``.
+
+    Raises:
+        ValueError: a negative weight, or no positive weight.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or (w < 0).any() or not w.sum() > 0:
+        raise ValueError("weights must be a 1D sequence of non-negative numbers, not all zero")
+    return [int(i) for i in _epoch_rng(seed, epoch).choice(len(w), size=len(w), p=w / w.sum())]
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` for every index of a dataset of ``size`` samples.
 
     Args:
-        keys: keys of the ``(C, *spatial)`` arrays to crop (the image and the label).
-        label_key: key of the ``(1, *spatial)`` integer label.
-        spatial_size: crop size, one value per spatial axis.
-        num_samples: crops returned per call.
-        random_fraction: share of crops centred on a uniformly random voxel.
-
-    Example:
-        >>> crop = RandClassBalancedCropd(["image", "label"], "label", [8, 8, 8], num_samples=2)
-        >>> label = torch.zeros(1, 20, 18, 16, dtype=torch.uint8); label[0, 3, 4, 5] = 2
-        >>> out = crop({"image": torch.rand(1, 20, 18, 16), "label": label})
-        >>> len(out), tuple(out[0]["image"].shape)
-        (2, (1, 8, 8, 8))
+        size: number of samples.
+        seed: seed of the per-epoch permutation.
+        shuffle: permute per epoch (``False``: indices in order).
+        weights: ``size`` sampling weights: each epoch then draws ``size`` indices with
+            replacement, ``P(i) ~ weights[i]`` (e.g. class-balanced slices); ``shuffle`` is
+            ignored.
     """
 
     def __init__(
         self,
-        keys: Sequence[str],
-        label_key: str,
-        spatial_size: Sequence[int],
-        num_samples: int = 1,
-        random_fraction: float = 0.0,
+        size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        weights: Sequence[float] | None = None,
     ) -> None:
-        MapTransform.__init__(self, keys)
-        check_sampling("classes", random_fraction)
-        if num_samples < 1 or not spatial_size or min(int(s) for s in spatial_size) < 1:
-            raise ValueError(
-                f"need num_samples >= 1 and a positive spatial_size, got {num_samples}, "
-                f"{list(spatial_size)}"
-            )
-        self.label_key = label_key
-        self.spatial_size = [int(s) for s in spatial_size]
-        self.num_samples = int(num_samples)
-        self.random_fraction = float(random_fraction)
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        if weights is not None and len(weights) != size:
+            raise ValueError(f"{len(weights)} weights for {size} samples")
+        self.size = int(size)
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.weights = None if weights is None else [float(w) for w in weights]
+        self.epoch = 0
 
-    def randomize(self, data: Any = None) -> None:
-        """Unused: :meth:`sample_centres` draws from ``self.R`` directly."""
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning before every epoch."""
+        self.epoch = int(epoch)
 
-    def sample_centres(self, label: torch.Tensor) -> list[tuple[int, ...]]:
-        """Draw ``num_samples`` centre voxels of ``label`` ``(1, *spatial)`` from ``self.R``."""
-        spatial = tuple(label.shape[1:])
-        flat = torch.as_tensor(label).reshape(-1)
-        counts = torch.bincount(flat.long())
-        present = [k for k in range(1, counts.numel()) if counts[k] > 0]
-        voxels: dict[int, torch.Tensor] = {}  # class -> its flat voxel indices, found once
-        centres = []
-        for _ in range(self.num_samples):
-            if not present or self.R.random_sample() < self.random_fraction:
-                index = int(self.R.randint(flat.numel()))
-            else:
-                cls = present[int(self.R.randint(len(present)))]
-                if cls not in voxels:
-                    voxels[cls] = torch.nonzero(flat == cls).reshape(-1)
-                index = int(voxels[cls][int(self.R.randint(voxels[cls].numel()))])
-            centres.append(tuple(int(i) for i in np.unravel_index(index, spatial)))
-        return centres
+    def __len__(self) -> int:
+        return self.size
 
-    def crop_start(self, centre: Sequence[int], spatial: Sequence[int]) -> list[int]:
-        """First voxel of the crop around ``centre`` in a volume of ``spatial`` size."""
-        return [
-            min(max(c - s // 2, 0), max(dim - s, 0))
-            for c, s, dim in zip(centre, self.spatial_size, spatial)
-        ]
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:
-        label = data[self.label_key]
-        spatial = tuple(label.shape[1:])
-        if len(spatial) != len(self.spatial_size):
-            raise ValueError(
-                f"spatial_size {self.spatial_size} does not match the label's spatial shape "
-                f"{spatial}"
-            )
-        out = []
-        for centre in self.sample_centres(label):
-            start = self.crop_start(centre, spatial)
-            window = tuple(
-                slice(b, b + s) for b, s in zip(start, self.spatial_size)
-            )  # clipped by slicing where the volume is smaller than the crop
-            crop = dict(data)
-            for key in self.key_iterator(crop):
-                crop[key] = data[key][(slice(None),) + window]
-            out.append(crop)
-        return out
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        order: Sequence[int]
+        if self.weights is not None:
+            order = epoch_draws(self.seed, epoch, self.weights)
+        elif self.shuffle:
+            order = epoch_permutation(self.seed, epoch, self.size)
+        else:
+            order = range(self.size)
+        for index in order:
+            yield (epoch, int(index))
 
 
-def class_balanced_slice_weights(
-    labels: Sequence[torch.Tensor], axis: int, random_fraction: float
-) -> torch.Tensor:
-    """Probability of each slice under 2D class-balanced sampling.
+class SeededDataset(Dataset):
+    """Wraps a dataset whose ``transform`` is a MONAI ``Randomizable`` (e.g. ``Compose``).
 
-    A volume is drawn uniformly; with probability ``random_fraction`` (or when the volume has no
-    foreground) one of its slices uniformly, otherwise a foreground class uniformly among those
-    present in the volume and a voxel uniformly among that class's voxels, whose slice is taken.
-    So each present class is contained in a drawn slice at least ``(1 - random_fraction) /
-    n_present`` of the time, however small it is.
+    ``dataset[(epoch, i)]`` seeds ``transform`` with :func:`sample_seed` ``(seed, epoch, i)`` and
+    returns ``base[i]``; a plain integer key means epoch 0.
 
     Args:
-        labels: ``(1, X, Y, Z)`` integer labels of the training volumes.
-        axis: spatial axis sliced along (0, 1, 2).
-        random_fraction: share of uniformly drawn slices.
-
-    Returns:
-        float64 ``(sum of slice counts,)``, in the order volume by volume, slice by slice (that of
-        :class:`segattn.training.datamodule.SliceDataset`), summing to 1.
+        base: dataset with a ``transform`` attribute that has ``set_random_state(seed=...)``.
+        seed: the run's seed.
     """
-    check_sampling("classes", random_fraction)
-    weights = []
-    for label in labels:
-        volume = torch.as_tensor(label)[0].movedim(axis, 0)
-        n_slices = volume.shape[0]
-        classes = int(volume.max()) + 1
-        slice_of = torch.arange(n_slices).view(-1, *[1] * (volume.ndim - 1)).expand_as(volume)
-        code = volume.long() * n_slices + slice_of
-        counts = torch.bincount(code.reshape(-1), minlength=classes * n_slices)
-        counts = counts.view(classes, n_slices).double()[1:]  # (foreground classes, slices)
-        totals = counts.sum(1)
-        present = totals > 0
-        uniform = torch.full((n_slices,), 1.0 / n_slices, dtype=torch.float64)
-        if not bool(present.any()):
-            weights.append(uniform)
-            continue
-        per_class = (counts[present] / totals[present, None]).mean(0)
-        weights.append(random_fraction * uniform + (1.0 - random_fraction) * per_class)
-    if not weights:
-        return torch.zeros(0, dtype=torch.float64)
-    return torch.cat(weights) / len(weights)
+
+    def __init__(self, base: Any, seed: int = 0) -> None:
+        if not callable(getattr(getattr(base, "transform", None), "set_random_state", None)):
+            raise ValueError(f"{type(base).__name__} has no transform with set_random_state()")
+        self.base = base
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getattr__(self, name: str) -> Any:
+        # attributes of the wrapped dataset (``volumes``, ``axis``, ...); ``base`` itself is
+        # excluded so unpickling in DataLoader workers cannot recurse
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        self.base.transform.set_random_state(seed=sample_seed(self.seed, epoch, index))
+        return self.base[index]
+
+
+class ResumableBatchSampler(BatchSampler):
+    """A ``BatchSampler`` that can skip the first batches of its next pass (once).
+
+    The signature is ``BatchSampler``'s, so Lightning can re-create it around a distributed
+    sampler.
+    """
+
+    def __init__(self, sampler: Any, batch_size: int, drop_last: bool) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.skip_batches = 0
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        _forward_epoch(self.sampler)
+        skip, self.skip_batches = self.skip_batches, 0
+        for n, batch in enumerate(super().__iter__()):
+            if n >= skip:
+                yield batch
+
+
+def _forward_epoch(sampler: Any) -> None:
+    """Under DDP Lightning wraps our sampler in a ``DistributedSamplerWrapper`` and sets the
+    epoch on the wrapper only; hand it on to the wrapped :class:`EpochSampler`."""
+    inner = getattr(getattr(sampler, "dataset", None), "_sampler", None)
+    epoch = getattr(sampler, "epoch", None)
+    if isinstance(inner, EpochSampler) and epoch is not None:
+        inner.set_epoch(int(epoch))
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over :class:`EpochSampler` keys whose position Lightning checkpoints.
+
+    ``state_dict()`` records the epoch and the batches of it already trained on (read from the
+    trainer through ``progress``); ``load_state_dict()`` makes the next pass start after them.
+
+    Args:
+        dataset: a dataset taking ``(epoch, index)`` keys, e.g. :class:`SeededDataset`.
+        batch_size: samples per batch.
+        seed: seed of the per-epoch order.
+        shuffle: permute the samples per epoch.
+        weights: per-sample sampling weights (see :class:`EpochSampler`), or None.
+        progress: returns ``(epoch, batches of that epoch done)`` of the running trainer.
+        **kwargs: other ``DataLoader`` arguments (``num_workers``, ``collate_fn``, ...).
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+        weights: Sequence[float] | None = None,
+        progress: Callable[[], tuple[int, int]] | None = None,
+        drop_last: bool = False,
+        batch_sampler: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if batch_sampler is None:
+            batch_sampler = ResumableBatchSampler(
+                EpochSampler(len(dataset), seed=seed, shuffle=shuffle, weights=weights),
+                batch_size,
+                drop_last,
+            )
+        self.seed = seed
+        self.shuffle = shuffle
+        self.progress = progress
+        super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches = self.progress() if self.progress is not None else (0, 0)
+        return {"epoch": int(epoch), "batches": int(batches)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        batch_sampler = self.batch_sampler
+        sampler = getattr(batch_sampler, "sampler", None)
+        set_epoch = getattr(sampler, "set_epoch", None)
+        if callable(set_epoch):
+            # with workers the first indices are fetched before Lightning sets the epoch
+            set_epoch(int(state["epoch"]))
+        if isinstance(batch_sampler, ResumableBatchSampler):
+            batch_sampler.skip_batches = int(state["batches"])

@@ -1,4 +1,4 @@
-"""Index unpooling (SD-Net, QuickNAT): equal to ``nn.MaxUnpoolNd`` and usable in deterministic mode."""
+"""Index unpooling (SD-Net, QuickNAT): equal to ``nn.MaxUnpoolNd``, and deterministic."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from segattn.training import SegDataModule
-from segattn.training.sampling import class_balanced_slice_weights
+from segattn.training.class_sampling import class_balanced_slice_weights
+from segattn.training.sampling import EpochSampler
 
 
 def test_2d_slices_and_whole_val_volumes(tiny_malc: Path) -> None:
@@ -110,20 +111,26 @@ def test_augmentation_stream_is_seeded(tiny_malc: Path) -> None:
 
 
 def test_2d_class_balanced_slices_are_seeded(tiny_malc: Path) -> None:
-    def epoch() -> list[int]:
+    def epoch(number: int) -> list[tuple[int, int]]:
         dm = SegDataModule(str(tiny_malc), mode="2d", sampling="classes", batch_size=4, seed=2)
         dm.setup("fit")
-        sampler = dm.train_dataloader().sampler
-        assert isinstance(sampler, torch.utils.data.WeightedRandomSampler)
+        sampler = dm.train_dataloader().batch_sampler.sampler  # type: ignore[union-attr]
+        assert isinstance(sampler, EpochSampler)
         assert len(sampler) == len(dm._train)
         labels = [label for _, label in dm._train.volumes]
         expected = class_balanced_slice_weights(labels, dm.slice_axis, 0.2)
-        torch.testing.assert_close(sampler.weights, expected)
+        assert sampler.weights is not None
+        torch.testing.assert_close(torch.tensor(sampler.weights, dtype=expected.dtype), expected)
         batch = next(iter(dm.train_dataloader()))
         assert batch["image"].shape[0] == 4
-        return list(sampler)
+        sampler.set_epoch(number)
+        drawn = list(sampler)
+        # only slices with a positive weight are drawn, with replacement
+        assert all(e == number and expected[i] > 0 for e, i in drawn)
+        return drawn
 
-    assert epoch() == epoch()
+    assert epoch(0) == epoch(0)
+    assert epoch(0) != epoch(1)
 
 
 def test_3d_class_balanced_patches_are_seeded(tiny_malc: Path) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from segattn.training.sampling import RandClassBalancedCropd, class_balanced_slice_weights
+from segattn.training.class_sampling import RandClassBalancedCropd, class_balanced_slice_weights
 
 SHAPE = (41, 37, 29)  # odd, non-cubic
 
