@@ -319,7 +319,7 @@ def format_rows(rows: Sequence[Row]) -> str:
             f"{r.dims:>4} {r.net:<10} {r.attention:<9} {r.variant:<13} {r.time:>8.3f} "
             f"{ratio(r.time, base.time)} {r.peak / MB:>8.1f} {ratio(r.peak, base.peak)} {saved} "
             f"{ratio(r.saved_bytes, base.saved_bytes)} {r.params:>10,} "
-            f"{ratio(r.params, base.params)} {vs_eager:>8}"
+            f"{ratio(r.params, base.params)} {vs_eager:>8}".rstrip()
         )
     return "\n".join(lines)
 
