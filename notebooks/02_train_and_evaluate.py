@@ -196,10 +196,10 @@ fig.tight_layout()
 fig.savefig(OUT / "overlays.png", dpi=70)
 
 # %% [markdown]
-# With the full setting (16 phantoms at 64³, 8 epochs, widths 16-128) the model segments the
-# large structures (white matter, cortex, ventricles, cerebellum) well and the small deep grey
-# nuclei less well, the pattern the scSE paper reports on MALC; the fast setting (used in CI)
-# only checks that the workflow runs.
+# Reading the table: compare the small deep grey nuclei (accumbens, pallidum, amygdala) with the
+# large structures (white matter, cortex, ventricles); on real MALC scans the scSE paper reports
+# its largest gains on the small ones. The fast setting (used in CI) only checks that the
+# workflow runs; its numbers mean nothing.
 #
 # *To be added:* the paper's loss weight map (class frequency plus boundary weight,
 # `segattn.training.losses.voxel_weights`) drawn over a slice.
