@@ -197,9 +197,9 @@ fig.savefig(OUT / "overlays.png", dpi=70)
 
 # %% [markdown]
 # Reading the table: compare the small deep grey nuclei (accumbens, pallidum, amygdala) with the
-# large structures (white matter, cortex, ventricles); on real MALC scans the scSE paper reports
-# its largest gains on the small ones. The fast setting (used in CI) only checks that the
-# workflow runs; its numbers mean nothing.
+# large structures (white matter, cortex, ventricles): a few voxels of error weigh far more in
+# the Dice of a small structure. The fast setting (used in CI) only checks that the workflow
+# runs; its numbers mean nothing.
 #
 # *To be added:* the paper's loss weight map (class frequency plus boundary weight,
 # `segattn.training.losses.voxel_weights`) drawn over a slice.
