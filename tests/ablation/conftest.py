@@ -3,6 +3,7 @@ seeds 0/1, one epoch of two steps, widths 4/8) run once for the whole session.""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,5 +26,12 @@ def finished_grid(ablation_data: Path, tmp_path_factory: pytest.TempPathFactory)
     base = tmp_path_factory.mktemp("grid")
     grid = write_grid(base / "grid.yaml", ablation_data)
     out = base / "out"
-    assert ablate(grid, out, "--jobs", "2") == 0
+    cwd = base / "cwd"  # the base YAML logs under runs/ of the cwd: nothing may land there
+    cwd.mkdir()
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        assert ablate(grid, out, "--jobs", "2") == 0
+    finally:
+        os.chdir(previous)
     return out

@@ -68,7 +68,7 @@ def test_grid_runs_end_to_end(finished_grid: Path, ablation_data: Path) -> None:
             "malc_006.nii.gz",
             "malc_007.nii.gz",
         ]
-    assert not Path("runs").exists() or not any(Path("runs").rglob("unet2d_scse"))
+    assert not any((out.parent / "cwd").iterdir())
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
     assert set(summary["configuration"]) == {"attention=none", "attention=cse"}
     assert (summary["n_seeds"] == 2).all()
