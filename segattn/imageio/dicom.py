@@ -22,6 +22,9 @@ from segattn.errors import InputFileError
 from segattn.imageio.geometry import GEOMETRY_TOLERANCE
 from segattn.imageio.naming import dicom_files
 
+#: Relative wobble of slice gaps still taken as one regular spacing (1 % of the spacing).
+SLICE_GAP_TOLERANCE = 0.01
+
 #: Modalities of DICOM objects that hold no image volume.
 NON_IMAGE_MODALITIES = {"SR", "SEG", "RTSTRUCT", "RTPLAN", "PR", "KO", "DOC", "REG", "AU", "ECG"}
 
@@ -188,10 +191,14 @@ def sorted_slices(series: SeriesInfo) -> list[Path]:
             "grid); resample it to an untilted grid first",
         )
     spacing = float(np.median(gaps))
-    if np.max(np.abs(gaps - spacing)) > GEOMETRY_TOLERANCE:
+    # Positions are decimal strings that scanners round (often to 0.01 mm or coarser), so the
+    # gaps of a regular series wobble by up to twice that rounding: a gap counts as regular
+    # within SLICE_GAP_TOLERANCE of the spacing (or GEOMETRY_TOLERANCE in mm, if larger).
+    allowed = max(GEOMETRY_TOLERANCE, SLICE_GAP_TOLERANCE * spacing)
+    if np.max(np.abs(gaps - spacing)) > allowed:
         i = int(np.argmax(np.abs(gaps - spacing)))
         ratio = gaps[i] / spacing
-        if abs(ratio - round(ratio)) * spacing <= GEOMETRY_TOLERANCE and round(ratio) >= 2:
+        if abs(ratio - round(ratio)) * spacing <= allowed and round(ratio) >= 2:
             raise InputFileError(
                 folder,
                 f"{where}: {round(ratio) - 1} slice(s) missing between {files[i].name} and "

@@ -101,6 +101,19 @@ def test_good_series_reads_voxels_in_position_order(tmp_path: Path) -> None:
     assert scan.format == "dicom" and len(scan.slices) == 5
 
 
+def test_rounded_positions_are_one_regular_series(tmp_path: Path) -> None:
+    # scanners round positions: gaps of 2.5 mm that wobble by 0.02 mm (< 1 % of the spacing)
+    # are one regular grid, 0.05 mm (2 %) is not
+    files = _series(tmp_path / "rounded")
+    edit(files[2], ImagePositionPatient=list(_position(files[2]) + [0.0, 0.0, 0.02]))
+    scan = read_scan(tmp_path / "rounded")
+    assert len(scan.slices) == 5
+    files = _series(tmp_path / "uneven")
+    edit(files[2], ImagePositionPatient=list(_position(files[2]) + [0.0, 0.0, 0.05]))
+    with pytest.raises(InputFileError, match=r"uneven slice spacing \(2.450 to 2.550 mm\)"):
+        read_scan(tmp_path / "uneven")
+
+
 def test_several_series_need_a_choice(tmp_path: Path) -> None:
     folder = tmp_path / "study"
     _series(folder, _volume(seed=1), series_uid="1.2.3.1", description="AX 2.5", prefix="a")
