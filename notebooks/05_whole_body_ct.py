@@ -133,7 +133,7 @@ start = time.perf_counter()
 labels, label_img = predictor.predict_image(large_path)
 seconds = time.perf_counter() - start
 whole = 4 * predictor.num_classes * large.image.size / 1e9
-pd.Series(
+summary = pd.Series(
     {
         "volume (voxels)": "x".join(map(str, large.image.shape)),
         "classes": predictor.num_classes,
@@ -143,6 +143,7 @@ pd.Series(
         "labels on the input grid": labels.shape == large.image.shape,
     }
 )
+print(summary.to_string())
 
 # %% [markdown]
 # ## Organ overlays in three planes
