@@ -26,8 +26,13 @@ NOTEBOOKS = ROOT / "notebooks"
 # notebook -> figures it must write into SEGATTN_NOTEBOOK_OUT
 FIGURES = {
     "01_attention_gallery": ["gates_2d.png", "gates_3d.png", "cost.png"],
-    "02_train_and_evaluate": ["curves.png", "dice.png", "overlays.png"],
+    "02_train_and_evaluate": ["curves.png", "loss_weights.png", "dice.png", "overlays.png"],
     "03_attention_maps": ["block_gates.png", "channel_heatmap.png", "cse_sse_scse.png"],
+    "04_ablation_analysis": [
+        "boxplots.png",
+        "delta_dice_heatmap.png",
+        "dice_vs_cost.png",
+    ],
     "05_whole_body_ct": ["windows.png", "organs.png"],
 }
 KERNEL = "segattn-notebook-test"
