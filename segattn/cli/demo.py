@@ -7,6 +7,7 @@ import argparse
 import logging
 import time
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,46 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--size", type=int, default=DEFAULTS["size"], help="phantom grid size")
     p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="training epochs")
     p.add_argument("--attention", default="scse", help="attention module (default: scse)")
+    p.add_argument(
+        "--net",
+        default="unet",
+        help="network name from segattn.nets.available() (default: unet, widths 16-128)",
+    )
+    p.add_argument(
+        "--net-kwargs",
+        default=None,
+        type=_json_object,
+        help="network options as JSON, e.g. '{\"features\": 16}' for a narrow QuickNAT",
+    )
+    p.add_argument(
+        "--loss",
+        default="dice_ce",
+        help="loss kind: dice_ce (default), dice, ce or weighted_ce_dice (the scSE paper's)",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop training after this many minutes (same wall-clock budget for comparisons)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of data, split and training")
     p.add_argument(
         "--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto (default cpu)"
     )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         accelerator=args.accelerator,
         progress=not args.no_progress,
+        net=args.net,
+        net_kwargs=args.net_kwargs,
+        loss=args.loss,
+        max_minutes=args.max_minutes,
     )
     print(f"model: {out / 'model.ckpt'}")
     print(f"predictions: {out / 'predictions'}")
@@ -88,8 +127,17 @@ def run_demo(
     seed: int,
     accelerator: str = "cpu",
     progress: bool = True,
+    net: str = "unet",
+    net_kwargs: dict[str, Any] | None = None,
+    loss: str = "dice_ce",
+    max_minutes: float | None = None,
 ) -> dict[str, Any]:
-    """The demo as a function (used by tests with tiny settings)."""
+    """The demo as a function (used by tests with tiny settings).
+
+    ``net``/``net_kwargs`` pick another network (default: the U-Net with widths 16-128),
+    ``loss`` the loss kind, ``max_minutes`` caps the training time (for comparisons at the same
+    wall-clock budget).
+    """
     import lightning.pytorch as pl
     import nibabel as nib
     import numpy as np
@@ -125,9 +173,13 @@ def run_demo(
     def scheduler(opt: torch.optim.Optimizer) -> Any:
         return torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=max(epochs, 1), power=0.9)
 
+    if net == "unet" and not net_kwargs:
+        net_kwargs = {"features": DEFAULTS["features"]}
     system = SegmentationSystem.for_data(
         dm,
-        features=DEFAULTS["features"],
+        net=net,
+        net_kwargs=dict(net_kwargs or {}),
+        loss=loss,
         attention=attention,
         optimizer=optimizer,
         lr_scheduler=scheduler,
@@ -145,6 +197,7 @@ def run_demo(
         accelerator=accelerator,
         devices=1,
         max_epochs=epochs,
+        max_time=None if max_minutes is None else timedelta(minutes=max_minutes),
         callbacks=[checkpoint],
         logger=CSVLogger(str(out), name="logs"),
         enable_progress_bar=progress,

@@ -35,3 +35,17 @@ def test_demo_rejects_too_few_cases(tmp_path: Path, capsys) -> None:
     code = main(["demo", "--out", str(tmp_path), "--cases", "2", "--test-cases", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--cases" in err[0]
+
+
+def test_demo_trains_another_network_with_the_papers_loss(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "qn"
+    args = ["demo", "--out", str(out), "--cases", "4", "--test-cases", "1", "--size", "32"]
+    args += ["--epochs", "1", "--no-progress", "--net", "quicknat"]
+    args += ["--net-kwargs", '{"features": 4, "depth": 2}', "--loss", "weighted_ce_dice"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("mean Dice: ")
+    ckpt = torch.load(out / "model.ckpt", map_location="cpu", weights_only=True)
+    meta = ckpt["segattn"]
+    assert meta["net"]["name"] == "quicknat"
+    assert meta["net"]["kwargs"]["features"] == 4 and meta["net"]["kwargs"]["depth"] == 2
+    assert ckpt["hyper_parameters"]["loss"] == "weighted_ce_dice"
