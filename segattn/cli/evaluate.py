@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "evaluate",
         help="Dice (and HD95, NSD) per structure between predicted and reference label maps",
         description=(
-            "Match files of --pred and --labels by case name (file name without .nii/.nii.gz), "
+            "Match files of --pred and --labels by case name (file name without its ending), "
             "print one row per structure (Dice mean ± population std over the cases where it is "
             "defined, and that number of cases) and a final line 'mean Dice: 0.xxx' (mean of "
             "the structure means). A structure absent from both prediction and label of a case "

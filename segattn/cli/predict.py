@@ -4,10 +4,8 @@ the scans' own geometry, plus label-name files for ITK-SNAP and 3D Slicer."""
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import sys
-import warnings
 
 from segattn.errors import SegattnError
 from segattn.imageio import OUTPUT_FORMATS
@@ -112,15 +110,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def _quiet_unused_dicom_reader() -> None:
-    """MONAI's image loader also builds its pydicom reader (never used here: segattn reads DICOM
-    itself), which reports on stderr that no GPU decoder is installed; keep that off the output."""
-    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
-
-
 def run(args: argparse.Namespace) -> int:
-    _quiet_unused_dicom_reader()
     predictor = Predictor(
         args.model,
         device=args.device,

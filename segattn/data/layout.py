@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from segattn.errors import InputFileError, SegattnError
 from segattn.fileio import write_text_atomic
+from segattn.imageio.naming import split_channel_suffix
 
 if TYPE_CHECKING:
     pass
@@ -41,7 +42,6 @@ DATASET_JSON = "dataset.json"
 #: ``dataset.json`` key mapping a case to the structures not annotated in its label map (their
 #: background there is not evidence): ``{"missing_labels": {"CASE": ["gallbladder"]}}``.
 MISSING_LABELS_KEY = "missing_labels"
-_CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _CT_NAME = re.compile(r"(?<![A-Z])CT")
 
 
@@ -156,14 +156,6 @@ def strip_nifti_ending(path: str | Path) -> str:
     name = Path(path).name
     ending = nifti_ending(name)
     return name[: -len(ending)] if ending else name
-
-
-def split_channel_suffix(stem: str) -> tuple[str, int | None]:
-    """``"CASE_0001"`` -> ``("CASE", 1)``; a stem without a 4-digit suffix -> ``(stem, None)``."""
-    match = _CHANNEL_SUFFIX.match(stem)
-    if match is None:
-        return stem, None
-    return match["case"], int(match["channel"])
 
 
 def case_name_from_image(path: str | Path, file_ending: str = ".nii.gz") -> str:

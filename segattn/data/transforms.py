@@ -20,6 +20,8 @@ until then the settings hold only ``kind`` (and ``percentiles``) and cannot be a
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -204,6 +206,14 @@ def _ct_fitted_settings(intensity: dict[str, Any]) -> dict[str, Any]:
     return {**out, "clip": [float(clip[0]), float(clip[1])], "mean": mean, "std": std}
 
 
+def _quiet_unused_dicom_reader() -> None:
+    """MONAI's image loader also builds its pydicom reader when pydicom is installed (never used
+    here: DICOM series are read by :mod:`segattn.imageio`), which reports on stderr that no GPU
+    decoder is installed; keep that notice out of training, prediction and explain output."""
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
+
+
 def preprocess_transforms(
     settings: dict[str, Any] | None, keys: Sequence[str] = ("image", "label")
 ) -> Compose:
@@ -215,6 +225,7 @@ def preprocess_transforms(
     s = normalize_preprocessing(settings)
     keys = list(keys)
     modes = ["nearest" if k == "label" else "bilinear" for k in keys]
+    _quiet_unused_dicom_reader()
     chain: list[Any] = [
         LoadImaged(keys=keys, image_only=True),
         EnsureChannelFirstd(keys=keys),
