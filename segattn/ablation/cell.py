@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         write_text_atomic(args.folder / ERROR_TXT, " ".join(message.split()) + "\n")
         return 1
-    print(json.dumps(result))
+    sys.stdout.write(json.dumps(result) + "\n")  # the worker's report to the runner's log
     return 0
 
 
