@@ -42,8 +42,8 @@ class CheckpointMeta:
     """The ``checkpoint["segattn"]`` metadata: everything inference needs besides the weights.
 
     Built in one place, :meth:`for_net` (the training system, ``segattn bench`` and the tests
-    use it), stored as plain JSON types by :meth:`to_dict` (so ``torch.load(...,
-    weights_only=True)`` reads it) and validated by :meth:`from_dict`.
+    use it), stored as plain JSON types by :meth:`to_dict` (so ``torch.load`` with
+    ``weights_only=True`` reads it) and validated by :meth:`from_dict`.
 
     Attributes:
         net_name: registry name of the network (``segattn.nets.available()``).
