@@ -53,6 +53,9 @@ def add_parser(subparsers: Any) -> None:
         help="loss kind: dice_ce (default), dice, ce or weighted_ce_dice (the scSE paper's)",
     )
     p.add_argument(
+        "--lr", type=float, default=DEFAULTS["lr"], help="AdamW learning rate (default %(default)s)"
+    )
+    p.add_argument(
         "--max-minutes",
         type=float,
         default=None,
@@ -105,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         net_kwargs=args.net_kwargs,
         loss=args.loss,
         max_minutes=args.max_minutes,
+        lr=args.lr,
     )
     print(f"model: {out / 'model.ckpt'}")
     print(f"predictions: {out / 'predictions'}")
@@ -131,12 +135,13 @@ def run_demo(
     net_kwargs: dict[str, Any] | None = None,
     loss: str = "dice_ce",
     max_minutes: float | None = None,
+    lr: float = DEFAULTS["lr"],
 ) -> dict[str, Any]:
     """The demo as a function (used by tests with tiny settings).
 
     ``net``/``net_kwargs`` pick another network (default: the U-Net with widths 16-128),
-    ``loss`` the loss kind, ``max_minutes`` caps the training time (for comparisons at the same
-    wall-clock budget).
+    ``loss`` the loss kind, ``lr`` AdamW's learning rate, ``max_minutes`` caps the training
+    time (for comparisons at the same wall-clock budget).
     """
     import lightning.pytorch as pl
     import nibabel as nib
@@ -165,7 +170,6 @@ def run_demo(
         val_fraction=0.2,
         seed=seed,
     )
-    lr = DEFAULTS["lr"]
 
     def optimizer(params: Any) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=lr, weight_decay=1e-5)

@@ -42,6 +42,7 @@ def test_demo_trains_another_network_with_the_papers_loss(tmp_path: Path, capsys
     args = ["demo", "--out", str(out), "--cases", "4", "--test-cases", "1", "--size", "32"]
     args += ["--epochs", "1", "--no-progress", "--net", "quicknat"]
     args += ["--net-kwargs", '{"features": 4, "depth": 2}', "--loss", "weighted_ce_dice"]
+    args += ["--lr", "0.003"]
     assert main(args) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("mean Dice: ")
     ckpt = torch.load(out / "model.ckpt", map_location="cpu", weights_only=True)
@@ -49,3 +50,4 @@ def test_demo_trains_another_network_with_the_papers_loss(tmp_path: Path, capsys
     assert meta["net"]["name"] == "quicknat"
     assert meta["net"]["kwargs"]["features"] == 4 and meta["net"]["kwargs"]["depth"] == 2
     assert ckpt["hyper_parameters"]["loss"] == "weighted_ce_dice"
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["initial_lr"] == 0.003
