@@ -163,13 +163,7 @@ def run_local(
                 code = proc.wait()
                 with lock:
                     running.discard(proc)
-            if code == 0 and is_done(folder, cell.digest):
-                outcome = CellOutcome(cell, "ran")
-            else:
-                outcome = CellOutcome(cell, "failed", failure_message(folder, code))
-            if on_event:
-                on_event("done" if outcome.status == "ran" else "failed", cell, outcome.error)
-            return outcome
+            return finished_outcome(cell, folder, code, on_event)
         finally:
             with lock:
                 slots.append(slot)
@@ -189,6 +183,23 @@ def run_local(
     pool.shutdown()
     order = {c.name: i for i, c in enumerate(cells)}
     return sorted(outcomes, key=lambda o: order[o.cell.name])
+
+
+def finished_outcome(
+    cell: Cell,
+    folder: Path,
+    code: int,
+    on_event: Callable[[str, Cell, str | None], None] | None = None,
+) -> CellOutcome:
+    """The outcome of a cell whose worker exited with ``code`` (local or SLURM): "ran" only when
+    it exited 0 and wrote its ``done`` marker; reported to ``on_event``."""
+    if code == 0 and is_done(folder, cell.digest):
+        outcome = CellOutcome(cell, "ran")
+    else:
+        outcome = CellOutcome(cell, "failed", failure_message(folder, code))
+    if on_event:
+        on_event("done" if outcome.status == "ran" else "failed", cell, outcome.error)
+    return outcome
 
 
 def failure_message(folder: Path, code: int) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from segattn.ablation.cell import LOG, cell_dir, is_done
+from segattn.ablation.cell import LOG, cell_dir
 from segattn.ablation.grid import Cell
 from segattn.errors import SegattnError
 from segattn.fileio import write_text_atomic
@@ -85,7 +85,7 @@ def run_slurm(
     """
     import submitit
 
-    from segattn.ablation.runner import CellOutcome, failure_message, worker_command
+    from segattn.ablation.runner import finished_outcome, worker_command
 
     if not cells:
         return []
@@ -109,11 +109,5 @@ def run_slurm(
             code = 0
         except Exception:  # the job failed; the cell's error.txt says why
             code = 1
-        if code == 0 and is_done(folder, cell.digest):
-            outcome = CellOutcome(cell, "ran")
-        else:
-            outcome = CellOutcome(cell, "failed", failure_message(folder, code))
-        if on_event:
-            on_event("done" if outcome.status == "ran" else "failed", cell, outcome.error)
-        outcomes.append(outcome)
+        outcomes.append(finished_outcome(cell, folder, code, on_event))
     return outcomes
