@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -76,6 +78,10 @@ class SegmentationSystem(pl.LightningModule):
         se_loss_weight: weight of EncNet's semantic-encoding loss (0 disables it; EncNet uses
             0.2). Needs ``attention="enc"`` at the bottleneck. ``train/se_loss`` logs the term,
             ``train/loss`` the total that is optimised. See :meth:`se_loss`.
+        compile: train through ``torch.compile(net)`` (Inductor; the first steps are slow while
+            it compiles, validation and inference stay eager, checkpoints are unchanged).
+            Inductor's cache goes to ``.cache/torchinductor`` of the working directory unless
+            ``TORCHINDUCTOR_CACHE_DIR`` is set.
 
     Example:
         >>> system = SegmentationSystem(spatial_dims=2, num_classes=3, features=[8, 16])
@@ -107,6 +113,7 @@ class SegmentationSystem(pl.LightningModule):
         sw_batch_size: int = 4,
         overlap: float = 0.5,
         se_loss_weight: float = 0.0,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -144,6 +151,7 @@ class SegmentationSystem(pl.LightningModule):
         self.overlap = float(overlap)
         self._val_dice: list[Tensor] = []
         self.se_loss_weight, self.se_head = self._build_se_head(se_loss_weight)
+        self.compile_net = bool(compile)
 
     @classmethod
     def for_data(cls, datamodule: Any, **kwargs: Any) -> SegmentationSystem:
@@ -245,7 +253,7 @@ class SegmentationSystem(pl.LightningModule):
         # background by the loss, NaN in the validation Dice (segattn.training.partial_labels)
         annotated = batch.get("annotated")
         if stage == "train":
-            out = self.net(image)
+            out = self._training_forward(image)
             loss = self._loss(out, label, annotated)
             if self.se_head is not None:
                 se_loss = self.se_loss(label)
@@ -293,6 +301,20 @@ class SegmentationSystem(pl.LightningModule):
             sync_dist=True,
         )
         return loss
+
+    def _training_forward(self, image: Tensor) -> Any:
+        """``self.net(image)``, through ``torch.compile`` when ``compile`` is on."""
+        if not self.compile_net:
+            return self.net(image)
+        compiled = self.__dict__.get("_compiled_net")
+        if compiled is None:
+            os.environ.setdefault(
+                "TORCHINDUCTOR_CACHE_DIR", str(Path(".cache/torchinductor").resolve())
+            )
+            compiled = torch.compile(self.net)
+            # kept outside nn.Module's registry: parameters and state_dict keys stay the net's
+            self.__dict__["_compiled_net"] = compiled
+        return compiled(image)
 
     def _build_se_head(self, weight: float) -> tuple[float, nn.Linear | None]:
         """Validate ``se_loss_weight`` and build the class-presence head (None when off)."""
