@@ -3,6 +3,7 @@
 
 python data_scripts/make_synthetic.py --kind malc --out data/malc --cases 14 --size 64
 python data_scripts/make_synthetic.py --kind malc --layout native --out data/malc_raw --cases 14
+python data_scripts/make_synthetic.py --kind mni152 --out data/mni152 --cases 10
 """
 
 from __future__ import annotations

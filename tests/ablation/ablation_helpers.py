@@ -19,6 +19,7 @@ TINY = {
     "trainer.log_every_n_steps": 1,
     "model.features": [4, 8],
     "data.batch_size": 4,
+    "data.num_workers": 0,
 }
 AXES = {"model.attention": [None, "cse"], "seed_everything": [0, 1]}
 

@@ -106,7 +106,9 @@ def test_torchrun_two_nodes(tiny_malc: Path, tmp_path: Path) -> None:
     # the same weights validated in one process over both validation cases give the same Dice,
     # so the two-node value averaged both ranks' cases, not only rank 0's
     dm = SegDataModule(str(tiny_malc), val_fraction=0.4, cache_dir=str(tmp_path / "cache"))
-    system = SegmentationSystem.for_data(dm, features=[4, 8])
+    # the network the config trained (its attention positions among them)
+    positions = checkpoint["hyper_parameters"]["attention_positions"]
+    system = SegmentationSystem.for_data(dm, features=[4, 8], attention_positions=positions)
     system.load_state_dict(checkpoint["state_dict"])
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     (single,) = trainer.validate(system, datamodule=dm, verbose=False)
