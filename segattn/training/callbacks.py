@@ -8,16 +8,22 @@
 - :class:`ResumableEpochMetrics` stores the running sums behind the epoch means of values logged
   with ``on_epoch=True`` (e.g. ``train/loss_epoch``) in mid-epoch checkpoints and adds them back
   after resuming; Lightning itself would average only the batches after the resume.
+- :class:`LastCheckpointAtEnd` writes ``last.ckpt`` once more when training ends after steps
+  that no checkpoint holds (a ``max_time`` stop between two validations).
 """
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 _KEY = "segattn_epoch_metrics"
+
+log = logging.getLogger(__name__)
 
 
 class StepCheckpoint(ModelCheckpoint):
@@ -112,3 +118,36 @@ def _progress(trainer: pl.Trainer) -> tuple[int, int]:
 
 
 __all__ = ["ResumableEpochMetrics", "StepCheckpoint"]
+
+
+class LastCheckpointAtEnd(Callback):
+    """Write ``last.ckpt`` again when training ends after steps that no checkpoint holds.
+
+    Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` when it saves a checkpoint
+    (after validation, with a monitored metric), and at the end of training only if it never wrote
+    one. A run stopped by ``max_time`` or ``max_epochs`` between two validations (e.g.
+    ``check_val_every_n_epoch: 20``) would otherwise lose its last steps: here every such callback
+    whose ``last.ckpt`` is older than the final step writes it once more, through the trainer (so
+    atomically, with the loop state that ``--ckpt_path last`` resumes from).
+    """
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for callback in trainer.checkpoint_callbacks:
+            if not isinstance(callback, ModelCheckpoint) or isinstance(callback, StepCheckpoint):
+                continue
+            # Lightning saves at the end by itself when it never wrote a last checkpoint
+            written = getattr(callback, "_last_checkpoint_saved", "")
+            step = getattr(callback, "_last_global_step_saved", trainer.global_step)
+            if not callback.save_last or not written or callback.dirpath is None:
+                continue
+            if step >= trainer.global_step:
+                continue
+            path = (
+                Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+            )
+            trainer.save_checkpoint(path)
+            log.info(
+                "training ended at step %d after the last checkpoint: wrote %s",
+                trainer.global_step,
+                path,
+            )

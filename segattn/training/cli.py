@@ -21,7 +21,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from segattn.training.callbacks import ResumableEpochMetrics, StepCheckpoint
+from segattn.training.callbacks import LastCheckpointAtEnd, ResumableEpochMetrics, StepCheckpoint
 from segattn.training.checkpoint_io import AtomicCheckpointIO
 from segattn.training.datamodule import SegDataModule
 from segattn.training.resume import resolve_last_checkpoint
@@ -69,6 +69,7 @@ class SegattnCLI(LightningCLI):
         if every:
             callbacks.append(StepCheckpoint(every))
         callbacks.insert(0, ResumableEpochMetrics())
+        callbacks.append(LastCheckpointAtEnd())
         if kwargs.get("ckpt_path") == "last":
             kwargs["ckpt_path"] = str(resolve_last_checkpoint(_checkpoint_folders(trainer)))
         trainer.fit(model, **kwargs)
