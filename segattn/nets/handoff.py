@@ -15,8 +15,9 @@ that copy, for every attention module whose output comes from a product of
   (one elementwise pass) in its backward pass.
 
 Values and gradients are those of ``layer(attention(a))``. Everything falls back to the plain
-layers under :func:`segattn.attention.lean.plain_autograd`, without grad mode and while
-``torch.compile`` traces (the compiled graph chooses what to keep).
+layers under :func:`segattn.attention.lean.plain_autograd`, without grad mode, under autocast
+(the plain layers cast their inputs), and while ``torch.compile`` traces (the compiled graph
+chooses what to keep).
 
 Example:
     >>> import torch
@@ -46,11 +47,13 @@ _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 
 
 def _lean(y: Tensor) -> bool:
+    # under autocast the plain layers cast their inputs and weights; the lean ones do not
     return (
         y.requires_grad
         and lean_enabled()
         and torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
+        and not torch.is_autocast_enabled(y.device.type)
     )
 
 

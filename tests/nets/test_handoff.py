@@ -137,6 +137,16 @@ def test_plain_autograd_and_no_grad_use_the_plain_layers() -> None:
     with torch.no_grad():
         assert attend(scse, a)[1] is None
         assert feed(up, y, recipe).grad_fn is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert feed(up, y, recipe).dtype == torch.bfloat16  # the plain, autocast layer
+
+
+def test_unet_trains_under_bf16_autocast() -> None:
+    net = UNet(2, 1, 3, features=(4, 8, 16), attention="scse").train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(torch.randn(2, 1, 33, 37))
+    out.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in net.parameters())
 
 
 def test_recipe_only_for_the_products_own_output() -> None:
