@@ -14,6 +14,12 @@ The gradients are the same functions as autograd's (including its tie rules for 
 float32). :func:`plain_autograd` switches every helper back to the plain expressions, for tests
 and comparisons.
 
+The product's output ``y`` itself is the one full-size tensor left: the layer after the module
+would keep it for its own backward. :func:`call_with_recipe` runs a module and returns, with
+``y``, a :class:`ProductRecipe` -- the product's expression and the tensors it keeps anyway --
+so that the next layer can keep those instead and compute ``y`` again in its backward pass
+(:mod:`segattn.nets.handoff`).
+
 Example:
     >>> import torch
     >>> x = torch.randn(2, 8, 5, 6, requires_grad=True)
@@ -26,8 +32,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,6 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "ProductRecipe",
+    "call_with_recipe",
     "channel_gated_pool",
     "gate_max",
     "gate_product",
@@ -84,17 +94,99 @@ def _product(tensors: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
     return out
 
 
+# The forward expressions of the products, shared by the autograd functions, the plain path and
+# the recipes that recompute an output (same operations in the same order: the same values).
+def _gated(relu: bool, x: Tensor, *gates: Tensor) -> Tensor:
+    out = _product((x, *gates))
+    return F.relu(out) if relu else out
+
+
+def _sum_gated(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    return x * (a + b)
+
+
+def _max_gated(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    return torch.maximum(x * a, x * b)
+
+
+def _sigmoid_gated(product: bool, offset: float, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    return x * _sigmoid_factor(a, b, product, offset)
+
+
+@dataclass(frozen=True, eq=False)
+class ProductRecipe:
+    """How to compute a lean product's output again from the tensors its backward keeps.
+
+    A layer that receives the output and would keep it for its own backward (a convolution
+    needs its input for the weight gradient) can keep these tensors instead -- the input ``x``
+    and the gates, which the product keeps anyway -- and call :meth:`recompute` in its backward.
+
+    Attributes:
+        compute: ``compute(*tensors)`` returns the output again, by the same operations in the
+            same order as the forward pass, so with the same values.
+        tensors: the product's input ``x`` and its gates.
+    """
+
+    compute: Callable[..., Tensor]
+    tensors: tuple[Tensor, ...]
+
+    def recompute(self) -> Tensor:
+        """The product's output, computed again (without autograd history)."""
+        with torch.no_grad():
+            return self.compute(*self.tensors)
+
+
+def _record(out: Tensor, compute: Callable[..., Tensor], tensors: tuple[Tensor, ...]) -> Tensor:
+    """Note ``out``'s recipe when :func:`call_with_recipe` is listening (in this thread)."""
+    log = getattr(_STATE, "log", None)
+    if log is not None:
+        log.append((out, ProductRecipe(compute, tensors)))
+    return out
+
+
+def call_with_recipe(
+    module: Callable[[Tensor], Tensor], x: Tensor
+) -> tuple[Tensor, ProductRecipe | None]:
+    """``module(x)`` and, when its output is the output of one of the lean products below, the
+    :class:`ProductRecipe` that computes it again.
+
+    The recipe is None under :func:`plain_autograd`, without grad mode, while ``torch.compile``
+    traces (the compiled graph chooses what to keep), and when the module's output is not a
+    lean product's output itself (a view of it, a sum with it, or another operation's result).
+
+    Args:
+        module: e.g. an attention module, ``(N, C, *spatial) -> (N, C, *spatial)``.
+        x: its input.
+
+    Example:
+        >>> import torch
+        >>> x = torch.randn(2, 8, 5, 6, requires_grad=True)
+        >>> g = torch.rand(2, 8, 1, 1)
+        >>> y, recipe = call_with_recipe(lambda t: gate_product(t, g), x)
+        >>> torch.equal(recipe.recompute(), y)
+        True
+    """
+    if not lean_enabled() or not torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return module(x), None
+    previous = getattr(_STATE, "log", None)
+    log: list[tuple[Tensor, ProductRecipe]] = []
+    _STATE.log = log
+    try:
+        out = module(x)
+    finally:
+        _STATE.log = previous
+    recipe = next((r for o, r in reversed(log) if o is out), None)
+    return out, recipe
+
+
 class _GateProduct(torch.autograd.Function):
     """``y = x * g_1 * ... * g_k`` (optionally ``relu(y)``), saving ``x`` and the gates."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, relu: bool, *gates: Tensor) -> Tensor:  # type: ignore[override]
-        out = _product((x, *gates))
-        if relu:
-            out = F.relu(out)
         ctx.relu = relu
         ctx.save_for_backward(x, *gates)
-        return out
+        return _gated(relu, x, *gates)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -118,7 +210,7 @@ class _GateSumProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, a, b)
-        return x * (a + b)
+        return _sum_gated(x, a, b)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -142,7 +234,7 @@ class _GateMax(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, a, b)
-        return torch.maximum(x * a, x * b)
+        return _max_gated(x, a, b)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -199,7 +291,7 @@ class _SigmoidGate(torch.autograd.Function):
     ) -> Tensor:
         ctx.save_for_backward(x, a, b)
         ctx.product, ctx.offset = product, offset
-        return x * _sigmoid_factor(a, b, product, offset)
+        return _sigmoid_gated(product, offset, x, a, b)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -239,8 +331,10 @@ def sigmoid_gate(
         offset: added to the sigmoid (0 adds nothing).
     """
     if not lean_enabled() or not torch.is_grad_enabled():
-        return x * _sigmoid_factor(a, b, product, offset)
-    return _SigmoidGate.apply(x, a, b, product, float(offset))  # type: ignore[no-any-return]
+        return _sigmoid_gated(product, offset, x, a, b)
+    out = _SigmoidGate.apply(x, a, b, product, float(offset))
+    compute = functools.partial(_sigmoid_gated, product, float(offset))
+    return _record(out, compute, (x, a, b))
 
 
 def gate_product(x: Tensor, *gates: Tensor, relu: bool = False) -> Tensor:
@@ -259,9 +353,9 @@ def gate_product(x: Tensor, *gates: Tensor, relu: bool = False) -> Tensor:
     if not gates:
         raise ValueError("gate_product needs at least one gate")
     if not lean_enabled() or not torch.is_grad_enabled():
-        out = _product((x, *gates))
-        return F.relu(out) if relu else out
-    return _GateProduct.apply(x, relu, *gates)  # type: ignore[no-any-return]
+        return _gated(relu, x, *gates)
+    out = _GateProduct.apply(x, relu, *gates)
+    return _record(out, functools.partial(_gated, relu), (x, *gates))
 
 
 def gate_sum_product(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -273,8 +367,8 @@ def gate_sum_product(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
         b: broadcastable to ``x``, e.g. a spatial gate ``(N, 1, *spatial)``.
     """
     if not lean_enabled() or not torch.is_grad_enabled():
-        return x * (a + b)
-    return _GateSumProduct.apply(x, a, b)  # type: ignore[no-any-return]
+        return _sum_gated(x, a, b)
+    return _record(_GateSumProduct.apply(x, a, b), _sum_gated, (x, a, b))
 
 
 def gate_max(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -286,8 +380,8 @@ def gate_max(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
         b: broadcastable to ``x``.
     """
     if not lean_enabled() or not torch.is_grad_enabled():
-        return torch.maximum(x * a, x * b)
-    return _GateMax.apply(x, a, b)  # type: ignore[no-any-return]
+        return _max_gated(x, a, b)
+    return _record(_GateMax.apply(x, a, b), _max_gated, (x, a, b))
 
 
 def channel_gated_pool(x: Tensor, g: Tensor) -> Tensor:

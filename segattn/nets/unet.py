@@ -24,6 +24,7 @@ from segattn.layers import (
     conv_type,
     max_pool_type,
 )
+from segattn.nets import handoff
 from segattn.nets.base import crop_to, pad_to_multiple
 from segattn.nets.blocks import ConvBlock
 from segattn.nets.registry import register
@@ -247,26 +248,29 @@ class UNet(nn.Module):
         spatial = tuple(x.shape[2:])
         x = pad_to_multiple(x, self.size_divisor)
 
+        # handoff: the layers after an attention module (pool, upsampling, heads) keep the
+        # module's recipe (its input and gates) for backward instead of its output
         skips = []
         for block, attention in zip(self.encoder, self.encoder_attention, strict=True):
-            x = attention(block(x))
+            x, _ = handoff.attend(attention, block(x))
             skips.append(x)
-            x = self.pool(x)
-        x = self.bottleneck_attention(self.bottleneck(x))
+            x = handoff.pool(self.pool, x)
+        x, recipe = handoff.attend(self.bottleneck_attention, self.bottleneck(x))
 
         decoded = []
         for up, block, attention, skip in zip(
             self.upsample, self.decoder, self.decoder_attention, reversed(skips), strict=True
         ):
-            x = attention(block(torch.cat([up(x), skip], dim=1)))
-            decoded.append(x)
+            x = torch.cat([handoff.feed(up, x, recipe), skip], dim=1)
+            x, recipe = handoff.attend(attention, block(x))
+            decoded.append((x, recipe))
 
-        logits = crop_to(self.head(x), spatial, 1)
+        logits = crop_to(handoff.feed(self.head, x, recipe), spatial, 1)
         if not (self.deep_supervision and self.training):
             return logits
         outputs = [logits]
         for level, head in enumerate(self.aux_heads, start=1):
-            outputs.append(crop_to(head(decoded[-1 - level]), spatial, 2**level))
+            outputs.append(crop_to(handoff.feed(head, *decoded[-1 - level]), spatial, 2**level))
         return outputs
 
 
