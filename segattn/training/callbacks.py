@@ -145,7 +145,7 @@ class LastCheckpointAtEnd(Callback):
             path = (
                 Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
             )
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # the full state, for resuming
             log.info(
                 "training ended at step %d after the last checkpoint: wrote %s",
                 trainer.global_step,
