@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from segattn.errors import InputFileError
+from segattn.imageio._locale import locale_kept
 from segattn.imageio.geometry import GEOMETRY_TOLERANCE
 from segattn.imageio.naming import dicom_files
 
@@ -80,7 +81,8 @@ def list_series(folder: str | Path) -> list[SeriesInfo]:
         ds = _header(path)
         by_uid[str(ds.get("SeriesInstanceUID", ""))].append((path, ds))
     # GDCM's own grouping names the image series; objects it does not list are not images
-    gdcm_ids = set(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    with locale_kept():
+        gdcm_ids = set(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     out = []
     for uid in sorted(by_uid):
         members = by_uid[uid]
@@ -223,7 +225,8 @@ def read_series(files: list[Path]) -> Any:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f) for f in files])
     try:
-        return reader.Execute()
+        with locale_kept():
+            return reader.Execute()
     except RuntimeError as err:
         text = str(err).strip().splitlines()
         raise InputFileError(

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from segattn.errors import InputFileError
+from segattn.imageio._locale import locale_kept
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -83,7 +84,8 @@ def write_dicom_series(
         path = folder / f"{prefix}slice{k:03d}.dcm"
         writer.SetFileName(str(path))
         try:
-            writer.Execute(part)
+            with locale_kept():
+                writer.Execute(part)
         except RuntimeError as err:
             reason = str(err).strip().splitlines()[-1]
             raise InputFileError(path, f"cannot write: {reason}") from err
