@@ -78,8 +78,9 @@ class SegmentationSystem(pl.LightningModule):
         se_loss_weight: weight of EncNet's semantic-encoding loss (0 disables it; EncNet uses
             0.2). Needs ``attention="enc"`` at the bottleneck. ``train/se_loss`` logs the term,
             ``train/loss`` the total that is optimised. See :meth:`se_loss`.
-        compile: train through ``torch.compile(net)`` (Inductor; the first steps are slow while
-            it compiles, validation and inference stay eager, checkpoints are unchanged).
+        compile: train through ``torch.compile(net, dynamic=False)`` (Inductor; the first steps
+            are slow while it compiles, and each new input shape compiles once more; validation
+            and inference stay eager, checkpoints are unchanged).
             Inductor's cache goes to ``.cache/torchinductor`` of the working directory unless
             ``TORCHINDUCTOR_CACHE_DIR`` is set.
 
@@ -311,7 +312,9 @@ class SegmentationSystem(pl.LightningModule):
             os.environ.setdefault(
                 "TORCHINDUCTOR_CACHE_DIR", str(Path(".cache/torchinductor").resolve())
             )
-            compiled = torch.compile(self.net)
+            # static shapes: Inductor's dynamic-shape graphs of the padded U-Net fail to build
+            # (torch 2.13); each new input shape compiles once more instead
+            compiled = torch.compile(self.net, dynamic=False)
             # kept outside nn.Module's registry: parameters and state_dict keys stay the net's
             self.__dict__["_compiled_net"] = compiled
         return compiled(image)

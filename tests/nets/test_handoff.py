@@ -170,7 +170,8 @@ def test_compiled_unet_gives_the_eager_values() -> None:
     net = UNet(2, 1, 3, features=(4, 8), attention="scse").train()
     x = torch.randn(2, 1, 12, 10)
     out, grads, _ = run(net, x, "lean")
-    compiled = torch.compile(net)
+    torch._dynamo.reset()  # shapes seen by earlier compiled tests must not make this one dynamic
+    compiled = torch.compile(net, dynamic=False)
     net.zero_grad(set_to_none=True)
     x_compiled = x.clone().requires_grad_(True)
     compiled_out = compiled(x_compiled)

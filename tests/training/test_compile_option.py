@@ -21,6 +21,7 @@ def _system(compile: bool) -> SegmentationSystem:
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 def test_compiled_training_step_equals_eager(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()  # shapes seen by earlier compiled tests must not make this one dynamic
     eager, compiled = _system(False), _system(True)
     compiled.load_state_dict(eager.state_dict())
     assert list(compiled.state_dict()) == list(eager.state_dict())
