@@ -34,7 +34,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 PLAIN = "none"
@@ -342,9 +341,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.compile:
-        os.environ.setdefault(
-            "TORCHINDUCTOR_CACHE_DIR", str(Path(".cache/torchinductor").resolve())
-        )
+        from segattn.training.compile import use_project_inductor_cache
+
+        use_project_inductor_cache()
     if args.device == "cpu":
         _set_malloc_for_rss()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3

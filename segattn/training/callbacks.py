@@ -21,6 +21,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+__all__ = ["LastCheckpointAtEnd", "ResumableEpochMetrics", "StepCheckpoint"]
+
 _KEY = "segattn_epoch_metrics"
 
 log = logging.getLogger(__name__)
@@ -117,9 +119,6 @@ def _progress(trainer: pl.Trainer) -> tuple[int, int]:
     return int(epoch.processed), int(batches.processed)
 
 
-__all__ = ["ResumableEpochMetrics", "StepCheckpoint"]
-
-
 class LastCheckpointAtEnd(Callback):
     """Write ``last.ckpt`` again when training ends after steps that no checkpoint holds.
 
@@ -135,7 +134,8 @@ class LastCheckpointAtEnd(Callback):
         for callback in trainer.checkpoint_callbacks:
             if not isinstance(callback, ModelCheckpoint) or isinstance(callback, StepCheckpoint):
                 continue
-            # Lightning saves at the end by itself when it never wrote a last checkpoint
+            # Lightning saves at the end by itself when it never wrote a last checkpoint; its
+            # bookkeeping is private, so without these attributes this callback does nothing
             written = getattr(callback, "_last_checkpoint_saved", "")
             step = getattr(callback, "_last_global_step_saved", trainer.global_step)
             if not callback.save_last or not written or callback.dirpath is None:

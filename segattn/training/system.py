@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -26,6 +24,7 @@ from segattn.inference.checkpoint import CheckpointMeta
 from segattn.inference.volume import predict_volume
 from segattn.metrics import dice_per_label
 from segattn.nets import create as create_net
+from segattn.training.compile import use_project_inductor_cache
 from segattn.training.losses import WeightedCEDiceLoss, build_loss, median_frequency_weights
 from segattn.training.partial_labels import mask_unannotated_dice, merge_unannotated
 
@@ -309,9 +308,7 @@ class SegmentationSystem(pl.LightningModule):
             return self.net(image)
         compiled = self.__dict__.get("_compiled_net")
         if compiled is None:
-            os.environ.setdefault(
-                "TORCHINDUCTOR_CACHE_DIR", str(Path(".cache/torchinductor").resolve())
-            )
+            use_project_inductor_cache()
             # static shapes: Inductor's dynamic-shape graphs of the padded U-Net fail to build
             # (torch 2.13); each new input shape compiles once more instead
             compiled = torch.compile(self.net, dynamic=False)
