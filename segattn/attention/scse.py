@@ -30,8 +30,9 @@ import torch
 from torch import Tensor
 
 from segattn.attention._gate import GatedAttention
-from segattn.attention.lean import gate_max, gate_product, gate_sum_product
+from segattn.attention.lean import gate_max, gate_product
 from segattn.attention.registry import register
+from segattn.attention.spatial_gating import spatial_gated
 from segattn.attention.spatial_se import SpatialSqueezeExcitation
 from segattn.attention.squeeze_excitation import SqueezeExcitation
 
@@ -103,10 +104,11 @@ class ChannelSpatialSqueezeExcitation(GatedAttention):
     def forward(self, x: Tensor) -> Tensor:
         """Recalibrate: ``x: (N, C, *spatial) -> (N, C, *spatial)``."""
         g_c = self.channel_gate(x)
-        g_s = self.spatial_gate(x)
         if self.aggregation == "add":
-            # x*g_c + x*g_s written as one product: one full-size temporary instead of two.
-            return gate_sum_product(x, g_c, g_s)
+            # x*g_c + x*g_s as one product x*(g_c + g_s), the spatial gate computed inside: its
+            # backward writes the input gradient in one buffer (segattn.attention.spatial_gating)
+            return spatial_gated(x, self.sse.conv.weight, self.sse.conv.bias, channel_gate=g_c)
+        g_s = self.spatial_gate(x)
         if self.aggregation == "max":
             return gate_max(x, g_c, g_s)
         return gate_product(x, g_c, g_s)

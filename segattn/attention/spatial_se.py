@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
 from torch import Tensor
 
 from segattn.attention._gate import GatedAttention
 from segattn.attention.registry import register
+from segattn.attention.spatial_gating import spatial_gate_of, spatial_gated
 from segattn.layers import check_positive_int, conv_type
 
 __all__ = ["SpatialSqueezeExcitation"]
@@ -64,7 +64,12 @@ class SpatialSqueezeExcitation(GatedAttention):
         Returns:
             ``(N, 1, *spatial)`` with values in (0, 1).
         """
-        return torch.sigmoid(self.conv(x))
+        return spatial_gate_of(x, self.conv.weight, self.conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Recalibrate: ``x: (N, C, *spatial) -> (N, C, *spatial)``, ``x * gate(x)``, with the
+        fused backward pass of :func:`segattn.attention.spatial_gating.spatial_gated`."""
+        return spatial_gated(x, self.conv.weight, self.conv.bias)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, spatial_dims={self.spatial_dims}"

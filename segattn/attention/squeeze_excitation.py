@@ -33,7 +33,7 @@ from torch import Tensor
 
 from segattn.attention._gate import ChannelGate, as_channel_gate
 from segattn.attention.registry import register
-from segattn.layers import ChannelMLP, check_spatial_dims, hidden_channels, reduce_dims
+from segattn.layers import ChannelMLP, check_spatial_dims, hidden_channels, spatial_mean
 
 __all__ = ["SqueezeExcitation"]
 
@@ -102,7 +102,7 @@ class SqueezeExcitation(ChannelGate):
         Returns:
             ``(N, C, 1, ..., 1)`` with values in (0, 1).
         """
-        squeezed = x.mean(dim=reduce_dims(x.ndim))
+        squeezed = spatial_mean(x)
         return as_channel_gate(torch.sigmoid(self.mlp(squeezed)), x.ndim)
 
     def _load_from_state_dict(  # type: ignore[no-untyped-def]

@@ -5,12 +5,14 @@ dimensionality, one process builds the models side by side and runs training ste
 (forward, cross-entropy, backward, AdamW) in interleaved order -- repeat 1 of every model, then
 repeat 2, ... -- so that a shared machine's load changes hit all rows alike. It reports:
 
-- seconds per step: the median over the timed repeats;
+- seconds per step: the median over the timed repeats, with glibc's ``malloc`` set as
+  ``segattn train`` sets it (:func:`segattn.allocator.keep_freed_memory`);
 - peak memory of a step: on CPU the growth of the process's peak resident memory (``VmHWM``,
-  reset before each step through ``/proc/self/clear_refs``) over its resident memory before the
-  step, with glibc told to return large blocks to the system at once so that resident memory
-  follows the allocations; on CUDA ``torch.cuda.max_memory_allocated`` over the allocation before
-  the step;
+  reset before the step through ``/proc/self/clear_refs``) over its resident memory before the
+  step, measured in one step per row before the timed ones (after one that creates the
+  optimiser's state), with glibc told to return large blocks to the system at once so that
+  resident memory follows the allocations; on CUDA ``torch.cuda.max_memory_allocated`` over
+  the allocation before the step;
 - bytes saved for backward: distinct storages packed by autograd during the forward pass
   (``torch.autograd.graph.saved_tensors_hooks``, parameters left out);
 - parameters;
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import io
 import os
 import statistics
@@ -139,15 +140,6 @@ def build_net(
         return nets.UNet(spatial_dims, 1, classes, features=tuple(features), attention=attn)
     except ValueError as err:
         raise SegattnError(str(err)) from err
-
-
-def _set_malloc_for_rss() -> None:
-    """glibc: serve blocks of 64 kB and more by mmap and give them back at once (no dynamic
-    threshold), so resident memory follows the live tensors. A no-op elsewhere."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 64 * 1024)  # M_TRIM_THRESHOLD
 
 
 def _status(key: str) -> int:
@@ -264,6 +256,8 @@ def measure(args: argparse.Namespace) -> list[Row]:
 
     import torch
 
+    from segattn.allocator import keep_freed_memory, return_freed_memory
+
     device = torch.device(args.device)
     variants = ["eager"] + [v for v in VARIANTS[1:] if getattr(args, v)]
     attentions = [PLAIN] + [a for a in dict.fromkeys(args.attention) if a != PLAIN]
@@ -278,21 +272,36 @@ def measure(args: argparse.Namespace) -> list[Row]:
         row.saved_bytes = _saved_bytes(row, args, device)
         gc.collect()
     steps = [_make_step(row, args, device) for row in rows]
-    for repeat in range(args.warmup + args.repeats):
+    # Peak memory first, with freed memory going back to the system at once so that resident
+    # memory follows the live tensors: one step per row to create the optimiser's state, then
+    # the measured step.
+    if device.type == "cpu":
+        return_freed_memory()
+    for row, step in zip(rows, steps, strict=True):
+        gc.collect()
+        step()
+        gc.collect()
+        with PeakMemory(device) as mem:
+            step()
+        row.peaks.append(mem.peak)
+    print("bench train: memory pass done", file=sys.stderr)
+    # Then the timed steps, with glibc's malloc set as `segattn train` sets it (keeping freed
+    # memory for the next step) unless the user chose otherwise.
+    if device.type == "cpu":
+        args.kept_memory = keep_freed_memory()
+    passes = args.warmup + args.repeats
+    for repeat in range(passes):
         for row, step in zip(rows, steps, strict=True):
             gc.collect()
-            with PeakMemory(device) as mem:
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                start = time.perf_counter()
-                step()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                seconds = time.perf_counter() - start
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             if repeat >= args.warmup:
-                row.seconds.append(seconds)
-                row.peaks.append(mem.peak)
-        print(f"bench train: pass {repeat + 1}/{args.warmup + args.repeats} done", file=sys.stderr)
+                row.seconds.append(time.perf_counter() - start)
+        print(f"bench train: pass {repeat + 1}/{passes} done", file=sys.stderr)
     return rows
 
 
@@ -344,8 +353,6 @@ def run_train(args: argparse.Namespace) -> int:
         from segattn.training.compile import use_project_inductor_cache
 
         use_project_inductor_cache()
-    if args.device == "cpu":
-        _set_malloc_for_rss()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     sizes_text = []
     if 2 in args.dims:
@@ -372,6 +379,8 @@ def run_train(args: argparse.Namespace) -> int:
         "basicunet rows to the plain unet; 'x eager': time ratio to the same row in eager fp32"
     )
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    if getattr(args, "kept_memory", False):
+        print("timed with malloc keeping freed memory, as in segattn train (segattn.allocator)")
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     sys.stdout.flush()
     return 0

@@ -23,6 +23,7 @@ from segattn.layers.lean_input import (
 )
 from segattn.layers.memory import SavedTensor, SavedTensorMeter
 from segattn.layers.mlp import ChannelMLP
+from segattn.layers.squeeze import spatial_mean
 
 __all__ = [
     "ChannelMLP",
@@ -43,4 +44,5 @@ __all__ = [
     "norm_layer",
     "recomputable_conv",
     "reduce_dims",
+    "spatial_mean",
 ]

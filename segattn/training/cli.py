@@ -21,6 +21,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from segattn.allocator import keep_freed_memory
 from segattn.training.callbacks import LastCheckpointAtEnd, ResumableEpochMetrics, StepCheckpoint
 from segattn.training.checkpoint_io import AtomicCheckpointIO
 from segattn.training.datamodule import SegDataModule
@@ -108,6 +109,7 @@ def run_training_cli(args: Sequence[str]) -> int:
     """``fit`` with ``args`` (``--config FILE``, ``--data.root DIR``, ``--trainer.*``, ...)."""
     # we hand LightningCLI our own argv slice on purpose; its warning about sys.argv is noise
     warnings.filterwarnings("ignore", ".*LightningCLI's args parameter.*")
+    keep_freed_memory()  # no page faults for the same tensors every step (segattn.allocator)
     SegattnCLI(
         SegmentationSystem,
         SegDataModule,

@@ -26,7 +26,8 @@ def test_bench_train_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*TINY, "--attention", "scse", "--channels-last", "--plain-autograd"]) == 0
     out = capsys.readouterr().out
     assert "2D 2x1x32x36 widths [2, 4, 6, 8, 10]; 3 classes" in out
-    assert "median of 2 interleaved steps after 0 warm-up; load average" in out
+    assert "median of 2 interleaved steps after 0 warm-up" in out
+    assert "timed with malloc keeping freed memory" in out
     plain = _row(out, "unet", "none")
     scse = _row(out, "unet", "scse")
     _row(out, "basicunet", "none")
