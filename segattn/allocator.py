@@ -1,13 +1,12 @@
 """How glibc's ``malloc`` hands memory back to the system, for training steps on a CPU.
 
 A training step allocates and frees the same large tensors every step. With glibc's defaults a
-tensor above the mmap threshold (32 MiB at most, e.g. every feature map of a 3D U-Net on
+block above the mmap threshold (32 MiB at most, e.g. the feature maps of a 3D U-Net on
 ``2 x 16 x 64^3`` voxels) gets fresh pages from the kernel and returns them when freed, and the
-heap is trimmed whenever more than twice that is free at its top. Every new page then costs a
-page fault and the kernel's zeroing: measured here (2 CPU cores), 550,000 faults per 3D U-Net step
-and 96,000 per 2D step, 45 % and 11 % of the step time. PyTorch's CPU allocator has no cache of
-its own, so :func:`keep_freed_memory` tells glibc to keep freed memory for the next step (no mmap
-for large blocks, no trimming): the pages are touched once, in the first step.
+heap is trimmed whenever enough is free at its top, so every step faults its pages in again and
+the kernel zeroes them (the README's "Speed and memory" has the measured page faults and step
+times). PyTorch's CPU allocator keeps no cache of its own, so :func:`keep_freed_memory` tells
+glibc to keep freed memory for the next step: no mmap for large blocks, no trimming.
 
 The process then keeps its peak heap until it exits, which is what a training process needs
 anyway. It applies only to glibc on Linux, and not when the user set glibc's own ``MALLOC_*``
@@ -21,7 +20,12 @@ import ctypes
 import os
 import sys
 
-__all__ = ["keep_freed_memory", "return_freed_memory"]
+__all__ = [
+    "keep_freed_memory",
+    "keeping_allowed",
+    "release_free_memory",
+    "return_freed_memory",
+]
 
 # mallopt parameters (glibc malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -50,6 +54,15 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
+def keeping_allowed() -> bool:
+    """Whether :func:`keep_freed_memory` would apply: glibc, and the user chose nothing else."""
+    if os.environ.get("SEGATTN_MALLOC", "").lower() == "default":
+        return False
+    if any(name in os.environ for name in _GLIBC_VARIABLES):
+        return False
+    return _glibc() is not None
+
+
 def keep_freed_memory() -> bool:
     """Make glibc keep freed memory in the process (no mmap for large blocks, no trimming).
 
@@ -58,11 +71,7 @@ def keep_freed_memory() -> bool:
         glibc's ``MALLOC_*`` variables or ``GLIBC_TUNABLES`` is set, or when
         ``SEGATTN_MALLOC=default``.
     """
-    if os.environ.get("SEGATTN_MALLOC", "").lower() == "default":
-        return False
-    if any(name in os.environ for name in _GLIBC_VARIABLES):
-        return False
-    libc = _glibc()
+    libc = _glibc() if keeping_allowed() else None
     if libc is None:
         return False
     # a C int: up to 2 GiB free at the top of the heap stays; blocks of any size come from it
@@ -91,3 +100,13 @@ def return_freed_memory(threshold: int = 64 * 1024) -> bool:
     )
     libc.malloc_trim(0)
     return ok
+
+
+def release_free_memory() -> bool:
+    """Give every free page of the heap back to the system now (``malloc_trim(0)``).
+
+    Returns:
+        True when glibc released memory.
+    """
+    libc = _glibc()
+    return bool(libc is not None and libc.malloc_trim(0))

@@ -9,10 +9,11 @@ repeat 2, ... -- so that a shared machine's load changes hit all rows alike. It 
   ``segattn train`` sets it (:func:`segattn.allocator.keep_freed_memory`);
 - peak memory of a step: on CPU the growth of the process's peak resident memory (``VmHWM``,
   reset before the step through ``/proc/self/clear_refs``) over its resident memory before the
-  step, measured in one step per row before the timed ones (after one that creates the
-  optimiser's state), with glibc told to return large blocks to the system at once so that
-  resident memory follows the allocations; on CUDA ``torch.cuda.max_memory_allocated`` over
-  the allocation before the step;
+  step, in one step per row after one that creates the optimiser's state, with glibc told to
+  return blocks of 64 kB and more to the system at once and every free page released before
+  the step, so that resident memory follows the step's allocations (measured before the timed
+  steps, or after them when those run with the user's own allocator settings); on CUDA
+  ``torch.cuda.max_memory_allocated`` over the allocation before the step;
 - bytes saved for backward: distinct storages packed by autograd during the forward pass
   (``torch.autograd.graph.saved_tensors_hooks``, parameters left out);
 - parameters;
@@ -100,6 +101,7 @@ class Row:
     saved_bytes: int | None = None
     peaks: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    faults: list[int] = field(default_factory=list)
     step: Callable[[], None] | None = None
 
     @property
@@ -140,6 +142,15 @@ def build_net(
         return nets.UNet(spatial_dims, 1, classes, features=tuple(features), attention=attn)
     except ValueError as err:
         raise SegattnError(str(err)) from err
+
+
+def _page_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is missing)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
 def _status(key: str) -> int:
@@ -250,13 +261,34 @@ def _saved_bytes(row: Row, args: argparse.Namespace, device: Any) -> int | None:
     return meter.total_bytes
 
 
+def _memory_pass(rows: list[Row], steps: list[Callable[[], None]], device: Any) -> None:
+    """Peak memory of one step per row (after one that creates the optimiser's state), with
+    glibc returning freed blocks of 64 kB and more at once and every free page released first."""
+    import gc
+
+    from segattn.allocator import release_free_memory, return_freed_memory
+
+    if device.type == "cpu":
+        return_freed_memory()
+    for row, step in zip(rows, steps, strict=True):
+        gc.collect()
+        step()
+        gc.collect()
+        if device.type == "cpu":
+            release_free_memory()
+        with PeakMemory(device) as mem:
+            step()
+        row.peaks.append(mem.peak)
+    print("bench train: memory pass done", file=sys.stderr)
+
+
 def measure(args: argparse.Namespace) -> list[Row]:
     """Build every row, measure saved bytes, then run the interleaved steps."""
     import gc
 
     import torch
 
-    from segattn.allocator import keep_freed_memory, return_freed_memory
+    from segattn.allocator import keep_freed_memory, keeping_allowed
 
     device = torch.device(args.device)
     variants = ["eager"] + [v for v in VARIANTS[1:] if getattr(args, v)]
@@ -272,22 +304,14 @@ def measure(args: argparse.Namespace) -> list[Row]:
         row.saved_bytes = _saved_bytes(row, args, device)
         gc.collect()
     steps = [_make_step(row, args, device) for row in rows]
-    # Peak memory first, with freed memory going back to the system at once so that resident
-    # memory follows the live tensors: one step per row to create the optimiser's state, then
-    # the measured step.
-    if device.type == "cpu":
-        return_freed_memory()
-    for row, step in zip(rows, steps, strict=True):
-        gc.collect()
-        step()
-        gc.collect()
-        with PeakMemory(device) as mem:
-            step()
-        row.peaks.append(mem.peak)
-    print("bench train: memory pass done", file=sys.stderr)
-    # Then the timed steps, with glibc's malloc set as `segattn train` sets it (keeping freed
-    # memory for the next step) unless the user chose otherwise.
-    if device.type == "cpu":
+    # Timed with glibc's malloc set as `segattn train` sets it (keeping freed memory for the next
+    # step). Peak memory needs the opposite setting (freed blocks go back to the system at once,
+    # so that resident memory follows the live tensors), which cannot be undone: measured first
+    # when the timed steps will keep memory, else after them, so that these run with the
+    # allocator the user chose (SEGATTN_MALLOC=default, glibc's MALLOC_* variables).
+    keep = device.type == "cpu" and keeping_allowed()
+    if keep:
+        _memory_pass(rows, steps, device)
         args.kept_memory = keep_freed_memory()
     passes = args.warmup + args.repeats
     for repeat in range(passes):
@@ -295,13 +319,17 @@ def measure(args: argparse.Namespace) -> list[Row]:
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
+            faults = _page_faults()
             start = time.perf_counter()
             step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if repeat >= args.warmup:
                 row.seconds.append(time.perf_counter() - start)
+                row.faults.append(_page_faults() - faults)
         print(f"bench train: pass {repeat + 1}/{passes} done", file=sys.stderr)
+    if not keep:
+        _memory_pass(rows, steps, device)
     return rows
 
 
@@ -311,7 +339,8 @@ def format_rows(rows: Sequence[Row]) -> str:
     eager = {(r.dims, r.net, r.attention): r for r in rows if r.variant == "eager"}
     header = (
         f"{'dims':>4} {'network':<10} {'attention':<9} {'variant':<13} {'s/step':>8} {'x':>6} "
-        f"{'peak MB':>8} {'x':>6} {'saved MB':>9} {'x':>6} {'params':>10} {'x':>6} {'x eager':>8}"
+        f"{'peak MB':>8} {'x':>6} {'saved MB':>9} {'x':>6} {'params':>10} {'x':>6} {'x eager':>8} "
+        f"{'faults':>8}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -327,7 +356,8 @@ def format_rows(rows: Sequence[Row]) -> str:
             f"{r.dims:>4} {r.net:<10} {r.attention:<9} {r.variant:<13} {r.time:>8.3f} "
             f"{ratio(r.time, base.time)} {r.peak / MB:>8.1f} {ratio(r.peak, base.peak)} {saved} "
             f"{ratio(r.saved_bytes, base.saved_bytes)} {r.params:>10,} "
-            f"{ratio(r.params, base.params)} {vs_eager:>8}".rstrip()
+            f"{ratio(r.params, base.params)} {vs_eager:>8} "
+            f"{int(statistics.median(r.faults)) if r.faults else 0:>8,}".rstrip()
         )
     return "\n".join(lines)
 
@@ -376,7 +406,8 @@ def run_train(args: argparse.Namespace) -> int:
     print(format_rows(rows))
     print(
         "x: ratio to the plain network (attention 'none') of the same dims, network and variant; "
-        "basicunet rows to the plain unet; 'x eager': time ratio to the same row in eager fp32"
+        "basicunet rows to the plain unet; 'x eager': time ratio to the same row in eager fp32; "
+        "faults: minor page faults per timed step (median)"
     )
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     if getattr(args, "kept_memory", False):

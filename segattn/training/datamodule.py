@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any, Literal
@@ -114,6 +116,24 @@ class PatchDataset(Dataset):
         if self.annotated is not None:
             sample["annotated"] = self.annotated[i]
         return self.transform(sample)
+
+
+#: niceness of the DataLoader workers (added to the main process's)
+WORKER_NICENESS = 10
+
+
+def yield_cpu_to_training(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: lower the worker's CPU priority.
+
+    Training steps run their tensor threads on every core. A worker preparing the next batches at
+    the same priority takes a core away from them in the middle of a step, and every parallel
+    region then waits for its slowest thread. At a lower priority the worker runs when a core is
+    idle (between steps, in the step's serial parts) and still gets the whole CPU when the
+    training loop waits for its batches, so it never starves. Samples do not depend on it.
+    """
+    del worker_id
+    with contextlib.suppress(AttributeError, OSError):  # os.nice: not on Windows
+        os.nice(WORKER_NICENESS)
 
 
 class SegDataModule(pl.LightningDataModule):
@@ -448,6 +468,7 @@ class SegDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=list_data_collate,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=yield_cpu_to_training,
         )
 
     def _progress(self) -> tuple[int, int]:

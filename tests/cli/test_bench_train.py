@@ -46,19 +46,31 @@ def test_bench_train_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     assert float(_row(out, "unet", "scse", "plain_autograd")[5]) > float(scse[5])
 
 
+def test_users_allocator_choice_is_timed_as_is(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEGATTN_MALLOC", "default")
+    assert main([*TINY, "--no-reference", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "timed with malloc keeping freed memory" not in out
+    assert float(_row(out, "unet", "none")[2]) > 0  # peak memory measured after the timed steps
+
+
 def test_format_rows_ratios_to_plain_network() -> None:
     rows = [
         Row(3, "unet", "none", "eager", params=100, saved_bytes=200, peaks=[10], seconds=[2.0]),
         Row(3, "unet", "se", "eager", params=110, saved_bytes=220, peaks=[20], seconds=[3.0]),
         Row(3, "basicunet", "none", "eager", params=50, saved_bytes=100, peaks=[5], seconds=[4]),
         Row(3, "unet", "se", "bf16", params=110, saved_bytes=None, peaks=[5], seconds=[1.5, 0.1]),
+        Row(3, "unet", "cse", "eager", params=110, peaks=[5], seconds=[1], faults=[9, 1200, 7]),
     ]
     lines = format_rows(rows).splitlines()[2:]
     assert lines[1].split()[4:7] == ["3.000", "1.50", "0.0"]
     assert lines[1].split()[10:12] == ["110", "1.10"]
     assert lines[2].split()[5] == "2.00"  # basicunet vs the plain unet
     bf16 = lines[3].split()
-    assert bf16[4] == "0.800" and bf16[-1] == "0.27"  # median time; vs eager se: 0.8 / 3
+    assert bf16[4] == "0.800" and bf16[-2] == "0.27"  # median time; vs eager se: 0.8 / 3
+    assert bf16[-1] == "0" and lines[4].split()[-1] == "9"  # page faults per step: the median
     assert bf16[8] == "-"  # saved bytes not measured; the ratio to a missing plain row is itself
 
 
