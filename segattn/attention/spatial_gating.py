@@ -157,10 +157,9 @@ def spatial_gated(
         return x * s if channel_gate is None else x * (channel_gate + s)
     x = x.contiguous()
     y, s = _SpatialGated.apply(x, channel_gate, weight, bias)
-    gates = (s,) if channel_gate is None else (channel_gate, s)
     if channel_gate is None:
-        return _record(y, _recompute_spatial, (x, *gates))
-    return _record(y, _recompute, (x, *gates))
+        return _record(y, _recompute_spatial, (x, s))
+    return _record(y, _recompute, (x, channel_gate, s))
 
 
 def _recompute_spatial(x: Tensor, s: Tensor) -> Tensor:
