@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -118,12 +119,12 @@ class PatchDataset(Dataset):
         return self.transform(sample)
 
 
-#: niceness of the DataLoader workers (added to the main process's)
+#: default niceness added to the training DataLoader workers
 WORKER_NICENESS = 10
 
 
-def yield_cpu_to_training(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: lower the worker's CPU priority.
+def yield_cpu_to_training(worker_id: int, niceness: int = WORKER_NICENESS) -> None:
+    """DataLoader ``worker_init_fn``: lower the worker's CPU priority by ``niceness``.
 
     Training steps run their tensor threads on every core. A worker preparing the next batches at
     the same priority takes a core away from them in the middle of a step, and every parallel
@@ -133,7 +134,7 @@ def yield_cpu_to_training(worker_id: int) -> None:
     """
     del worker_id
     with contextlib.suppress(AttributeError, OSError):  # os.nice: not on Windows
-        os.nice(WORKER_NICENESS)
+        os.nice(niceness)
 
 
 class SegDataModule(pl.LightningDataModule):
@@ -180,6 +181,9 @@ class SegDataModule(pl.LightningDataModule):
         augment: enable random augmentation.
         augmentation: overrides of :data:`segattn.training.augment.DEFAULT_AUGMENTATION`.
         num_workers: DataLoader workers (0 = load in the main process).
+        worker_niceness: added to the training workers' CPU niceness (0 to 19; 0 leaves it), so
+            that they run when the training step leaves a core idle
+            (:func:`yield_cpu_to_training`).
         cache_workers: threads used to preprocess volumes.
         cache: keep preprocessed cases in a cache on disk (``False``: in memory).
         cache_dir: folder of the caches (one sub-folder per settings digest); default
@@ -206,6 +210,7 @@ class SegDataModule(pl.LightningDataModule):
         augment: bool = True,
         augmentation: dict[str, Any] | None = None,
         num_workers: int = 0,
+        worker_niceness: int = WORKER_NICENESS,
         cache_workers: int = 2,
         cache: bool = True,
         cache_dir: str | None = None,
@@ -244,6 +249,9 @@ class SegDataModule(pl.LightningDataModule):
         self.augment = augment
         self.augmentation = augmentation_settings(augmentation)
         self.num_workers = num_workers
+        if isinstance(worker_niceness, bool) or not 0 <= int(worker_niceness) <= 19:
+            raise ValueError(f"worker_niceness must be 0 to 19, got {worker_niceness!r}")
+        self.worker_niceness = int(worker_niceness)
         self.cache_workers = cache_workers
         self.cache = cache
         self.cache_dir = cache_dir
@@ -468,7 +476,9 @@ class SegDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=list_data_collate,
             persistent_workers=self.num_workers > 0,
-            worker_init_fn=yield_cpu_to_training,
+            worker_init_fn=functools.partial(yield_cpu_to_training, niceness=self.worker_niceness)
+            if self.worker_niceness
+            else None,
         )
 
     def _progress(self) -> tuple[int, int]:

@@ -18,7 +18,9 @@ def test_2d_slices_and_whole_val_volumes(tiny_malc: Path) -> None:
     assert dm.in_channels == 1
     assert dm.num_classes == len(dm.label_names) >= 13
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    loader = dm.train_dataloader()
+    assert loader.worker_init_fn.keywords == {"niceness": 10}  # type: ignore[union-attr]
+    batch = next(iter(loader))
     assert batch["image"].shape[:2] == (4, 1) and batch["image"].ndim == 4
     assert batch["label"].shape[1] == 1 and batch["label"].shape[2:] == batch["image"].shape[2:]
     assert int(batch["label"].max()) < dm.num_classes
