@@ -257,6 +257,8 @@ def _parse_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     if name not in available():
         raise ValueError(f"unknown network {name!r}; known: {available()}")
     kwargs = dict(net.get("kwargs") or {})
+    if name == "unet":
+        kwargs.setdefault("padding", "input")  # U-Nets saved before the option padded the input
     labels = _parse_labels(meta["labels"])
     mode = str(meta.get("mode", "3d")).lower()
     if mode not in ("2d", "3d"):

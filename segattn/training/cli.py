@@ -22,7 +22,12 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from segattn.allocator import keep_freed_memory
-from segattn.training.callbacks import LastCheckpointAtEnd, ResumableEpochMetrics, StepCheckpoint
+from segattn.training.callbacks import (
+    LastCheckpointAtEnd,
+    ResumableEpochMetrics,
+    StepCheckpoint,
+    ValidateLastEpoch,
+)
 from segattn.training.checkpoint_io import AtomicCheckpointIO
 from segattn.training.datamodule import SegDataModule
 from segattn.training.resume import resolve_last_checkpoint
@@ -71,6 +76,7 @@ class SegattnCLI(LightningCLI):
             callbacks.append(StepCheckpoint(every))
         callbacks.insert(0, ResumableEpochMetrics())
         callbacks.append(LastCheckpointAtEnd())
+        callbacks.append(ValidateLastEpoch())
         if kwargs.get("ckpt_path") == "last":
             kwargs["ckpt_path"] = str(resolve_last_checkpoint(_checkpoint_folders(trainer)))
         trainer.fit(model, **kwargs)

@@ -23,10 +23,12 @@ from segattn.data.transforms import plain_tensor
 from segattn.inference.checkpoint import CheckpointMeta
 from segattn.inference.volume import predict_volume
 from segattn.metrics import dice_per_label
+from segattn.nets import UNet
 from segattn.nets import create as create_net
 from segattn.training.compile import use_project_inductor_cache
 from segattn.training.losses import WeightedCEDiceLoss, build_loss, median_frequency_weights
 from segattn.training.partial_labels import mask_unannotated_dice, merge_unannotated
+from segattn.training.schedules import PolyLR
 
 log = logging.getLogger(__name__)
 
@@ -195,10 +197,22 @@ class SegmentationSystem(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
+        if isinstance(scheduler, PolyLR) and scheduler.total_iters is None:
+            scheduler.total_iters = self._schedule_length()
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+    def _schedule_length(self) -> int:
+        """Epochs of the run, for a schedule that ends with it (the trainer's ``max_epochs``)."""
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        if max_epochs is None or max_epochs < 1:
+            raise ValueError(
+                "PolyLR(total_iters=None) ends at the trainer's max_epochs, which is "
+                f"{max_epochs!r}; set --trainer.max_epochs or the scheduler's total_iters"
+            )
+        return int(max_epochs)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Parameters for the optimiser: one group, plus a ``weight_decay=0`` group for the
@@ -234,6 +248,18 @@ class SegmentationSystem(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["segattn"] = self.inference_meta()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A U-Net saved before its ``padding`` option padded the input to a multiple of
+        ``size_divisor``: keep doing so, so that it predicts and trains on as it was trained."""
+        net_meta = (checkpoint.get("segattn") or {}).get("net") or {}
+        if isinstance(self.net, UNet) and "padding" not in (net_meta.get("kwargs") or {}):
+            self.net.padding = "input"
+            self._checkpoint_meta = CheckpointMeta.for_net(
+                self.net_name,
+                {**self._checkpoint_meta.net_kwargs, "padding": "input"},
+                self.data_meta,
+            )
 
     # -- helpers --
     @property

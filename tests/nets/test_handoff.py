@@ -22,18 +22,17 @@ ACTS = ("relu", "leakyrelu", "prelu", "gelu", "silu", "elu", "none")
 def composed_forward(net: UNet, x: Tensor) -> Tensor | list[Tensor]:
     """The U-Net's forward written as plain calls ``layer(attention(block(x)))``."""
     spatial = tuple(x.shape[2:])
-    x = pad_to_multiple(x, net.size_divisor)
     skips = []
     for block, attention in zip(net.encoder, net.encoder_attention, strict=True):
         x = attention(block(x))
         skips.append(x)
-        x = net.pool(x)
+        x = net.pool(pad_to_multiple(x, 2))
     x = net.bottleneck_attention(net.bottleneck(x))
     decoded = []
     for up, block, attention, skip in zip(
         net.upsample, net.decoder, net.decoder_attention, reversed(skips), strict=True
     ):
-        x = attention(block(torch.cat([up(x), skip], dim=1)))
+        x = attention(block(torch.cat([crop_to(up(x), tuple(skip.shape[2:])), skip], dim=1)))
         decoded.append(x)
     logits = crop_to(net.head(x), spatial, 1)
     if not net.deep_supervision:

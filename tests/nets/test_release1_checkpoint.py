@@ -24,6 +24,7 @@ def test_first_release_checkpoint_predicts_the_same_labels() -> None:
     assert info.net_name == "unet" and info.num_classes == 33
     net = info.build_net()
     assert isinstance(net, UNet)
+    assert net.padding == "input"  # saved before the option: the input was padded
     assert list(net.attention_modules())[:2] == ["encoder.0", "bottleneck"]
     expected = np.load(DATA / "release1_unet2d_scse.npz")
     with torch.no_grad():
@@ -37,6 +38,8 @@ def test_first_release_checkpoint_resumes_as_a_system() -> None:
     """Its hyper-parameters (U-Net options at the top level of ``model``) still build the system."""
     system = SegmentationSystem.load_from_checkpoint(DATA / "release1_unet2d_scse.ckpt")
     assert system.net_name == "unet" and isinstance(system.net, UNet)
+    assert system.net.padding == "input"
+    assert system.inference_meta()["net"]["kwargs"]["padding"] == "input"
     expected = np.load(DATA / "release1_unet2d_scse.npz")
     with torch.no_grad():
         labels = system.net.eval()(torch.from_numpy(expected["image"])).argmax(1)

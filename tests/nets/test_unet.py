@@ -93,15 +93,15 @@ def test_attention_follows_each_block_in_forward_order_and_feeds_the_skip() -> N
 
     net = tiny(attention=Recorder, features=(4, 8, 16, 32))
     assert [m.channels for m in net.attention_modules().values()] == [4, 8, 16, 32, 16, 8, 4]
-    net(torch.randn(1, 1, 33, 37))  # padded to 40 x 40
+    net(torch.randn(1, 1, 33, 37))  # odd sizes padded by one voxel before each pooling
     assert calls == [
-        (4, (40, 40)),
-        (8, (20, 20)),
-        (16, (10, 10)),
+        (4, (33, 37)),
+        (8, (17, 19)),
+        (16, (9, 10)),
         (32, (5, 5)),
-        (16, (10, 10)),
-        (8, (20, 20)),
-        (4, (40, 40)),
+        (16, (9, 10)),
+        (8, (17, 19)),
+        (4, (33, 37)),
     ]
 
     # The recalibrated tensor is the skip: zeroing the first encoder attention output changes the
@@ -392,3 +392,45 @@ def test_attention_module_keys_follow_the_shared_convention() -> None:
     assert modules["bottleneck"] is net.bottleneck_attention
     assert modules["decoder.0"] is net.decoder_attention[0]
     assert any(k.startswith("encoder_attention.0.") for k in net.state_dict())
+
+
+def test_input_padding_keeps_the_earlier_sizes_and_both_schemes_agree_on_even_sizes() -> None:
+    sizes: list[tuple[int, ...]] = []
+
+    class Recorder(nn.Module):
+        def __init__(self, channels: int, spatial_dims: int = 2) -> None:
+            super().__init__()
+
+        def forward(self, x: Tensor) -> Tensor:
+            sizes.append(tuple(x.shape[2:]))
+            return x
+
+    net = tiny(attention=Recorder, features=(4, 8, 16, 32), padding="input").eval()
+    assert net.config["padding"] == "input"
+    with torch.no_grad():
+        out = net(torch.randn(1, 1, 33, 37))
+    assert out.shape[2:] == (33, 37)
+    assert sizes == [(40, 40), (20, 20), (10, 10), (5, 5), (10, 10), (20, 20), (40, 40)]
+    x = torch.randn(2, 1, 16, 24)  # divisible by 8: no padding in either scheme
+    with torch.no_grad():
+        level = net(x)
+        net.padding = "level"
+        assert net.config["padding"] == "level"
+        assert torch.equal(net(x), level)
+    with pytest.raises(ValueError):
+        net.padding = "replicate"
+    with pytest.raises(ValueError):
+        tiny(padding="ceil")
+
+
+def test_level_padding_is_ceil_mode_pooling() -> None:
+    """The skip keeps the odd size; the pooled level is the ceil-mode max pool of it."""
+    net = tiny(attention=None, features=(4, 8)).eval()
+    seen: dict[str, Tensor] = {}
+    net.encoder[0].register_forward_hook(lambda m, a, out: seen.__setitem__("skip", out))
+    net.bottleneck.register_forward_hook(lambda m, a, out: seen.__setitem__("down", a[0]))
+    with torch.no_grad():
+        net(torch.randn(1, 1, 7, 9))
+    expected = torch.nn.functional.max_pool2d(seen["skip"], 2, ceil_mode=True)
+    assert seen["down"].shape[2:] == (4, 5)
+    assert torch.equal(seen["down"], expected)

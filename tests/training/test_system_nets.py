@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from segattn.inference.checkpoint import CheckpointMeta
+from segattn.inference.checkpoint import CheckpointMeta, load_checkpoint
 from segattn.nets import FCDenseNet, QuickNAT, UNet
 from segattn.training import SegDataModule, SegmentationSystem
 from segattn.training.losses import WeightedCEDiceLoss, median_frequency_weights
@@ -93,3 +93,15 @@ def test_weighted_ce_dice_uses_median_frequency_weights_of_the_training_cases(
     expected = median_frequency_weights(torch.from_numpy(counts)).float()
     torch.testing.assert_close(loss.class_weights, expected)
     assert loss.class_weights.max() > 1.0 > loss.class_weights[0]  # background is frequent
+
+
+def test_new_unet_checkpoints_record_level_padding(tmp_path: Path) -> None:
+    system = SegmentationSystem(spatial_dims=2, num_classes=3, features=[4, 8])
+    assert system.inference_meta()["net"]["kwargs"]["padding"] == "level"
+    checkpoint: dict = {"state_dict": system.state_dict()}
+    system.on_save_checkpoint(checkpoint)
+    loaded = SegmentationSystem(spatial_dims=2, num_classes=3, features=[4, 8])
+    loaded.on_load_checkpoint(checkpoint)
+    assert isinstance(loaded.net, UNet) and loaded.net.padding == "level"
+    torch.save(checkpoint, tmp_path / "new.ckpt")
+    assert load_checkpoint(tmp_path / "new.ckpt").build_net().padding == "level"
