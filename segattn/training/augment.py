@@ -100,7 +100,8 @@ class RandomSample:
         spatial_dims: 2 for slices, 3 for patches.
         patch_size: crop size; samples smaller than it are zero-padded symmetrically first.
             ``None`` keeps the whole sample.
-        settings: the full augmentation settings (:func:`augmentation_settings`).
+        augmentation: overrides of :data:`DEFAULT_AUGMENTATION` (checked by
+            :func:`augmentation_settings`).
         enabled: ``False`` gives only the pad and crop.
         crop: a MONAI cropping transform used instead of a uniformly placed crop.
     """
@@ -109,7 +110,7 @@ class RandomSample:
         self,
         spatial_dims: int,
         patch_size: Sequence[int] | None,
-        settings: dict[str, Any],
+        augmentation: dict[str, Any] | None = None,
         enabled: bool = True,
         crop: MapTransform | None = None,
     ) -> None:
@@ -119,7 +120,7 @@ class RandomSample:
             raise ValueError(f"patch_size {list(patch_size)} is not {spatial_dims}D")
         self.spatial_dims = spatial_dims
         self.patch_size = None if patch_size is None else [int(s) for s in patch_size]
-        self.settings = augmentation_settings(settings)
+        self.settings = augmentation_settings(augmentation)
         self.enabled = bool(enabled)
         self.crop = crop
         self.rng = np.random.default_rng(0)
@@ -132,7 +133,7 @@ class RandomSample:
         return self
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]]:
-        item = {k: (plain_tensor(v) if k in _KEYS else v) for k, v in sample.items()}
+        item = {k: _plain(k, v) for k, v in sample.items()}
         if self.patch_size is not None:
             item = self._pad(item)
             if self.crop is not None:
@@ -225,5 +226,4 @@ def random_transforms(
             num_samples=num_samples,
             allow_smaller=True,
         )
-    settings = augmentation_settings(augmentation)
-    return RandomSample(spatial_dims, patch_size, settings, enabled, crop)
+    return RandomSample(spatial_dims, patch_size, augmentation, enabled, crop)

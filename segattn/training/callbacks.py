@@ -8,8 +8,8 @@
 - :class:`ResumableEpochMetrics` stores the running sums behind the epoch means of values logged
   with ``on_epoch=True`` (e.g. ``train/loss_epoch``) in mid-epoch checkpoints and adds them back
   after resuming; Lightning itself would average only the batches after the resume.
-- :class:`LastCheckpointAtEnd` keeps ``last.ckpt`` at the latest epoch end and the last step of
-  training (Lightning writes it only when the monitored metric improves).
+- :class:`LastCheckpointAtEnd` writes ``last.ckpt`` once more when training ends after steps
+  that no checkpoint holds (a ``max_time`` stop between two validations).
 - :class:`ValidateLastEpoch` validates the run's last epoch when ``check_val_every_n_epoch``
   would skip it, so a run always ends with its final Dice (and its best checkpoint judged on it).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 __all__ = ["LastCheckpointAtEnd", "ResumableEpochMetrics", "StepCheckpoint", "ValidateLastEpoch"]
 
@@ -121,52 +121,38 @@ def _progress(trainer: pl.Trainer) -> tuple[int, int]:
     return int(epoch.processed), int(batches.processed)
 
 
-class LastCheckpointAtEnd(Checkpoint):
-    """Keep ``last.ckpt`` at the end of the latest epoch, and at the last step of training.
+class LastCheckpointAtEnd(Callback):
+    """Write ``last.ckpt`` again when training ends after steps that no checkpoint holds.
 
-    Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only when it saves a
-    top-k checkpoint, i.e. when the monitored metric improved (lightning 2.6), and at the end of
-    training only if it never wrote one. A run whose Dice stalls for ten epochs, or that validates
-    every N epochs, would resume after a kill from a ``last.ckpt`` that many epochs old, and a run
-    stopped by ``max_time`` or ``max_steps`` between two validations would lose its last steps.
-    Here, after every training epoch and when training ends, every such callback whose
-    ``last.ckpt`` is older than the current step gets it written through the trainer (atomically,
-    with the loop state that ``--ckpt_path last`` resumes from) and adopts it as its own.
-
-    A :class:`~lightning.pytorch.callbacks.Checkpoint`, so Lightning runs it after the
-    ``ModelCheckpoint`` callbacks, which have then saved what they save at this step.
+    Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` when it saves a checkpoint
+    (after validation, with a monitored metric), and at the end of training only if it never wrote
+    one. A run stopped by ``max_time`` or ``max_epochs`` between two validations (e.g.
+    ``check_val_every_n_epoch: 20``) would otherwise lose its last steps: here every such callback
+    whose ``last.ckpt`` is older than the final step writes it once more, through the trainer (so
+    atomically, with the loop state that ``--ckpt_path last`` resumes from).
     """
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._refresh(trainer, f"epoch {trainer.current_epoch} ended", always=True)
-
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._refresh(trainer, "training ended", always=False)
-
-    def _refresh(self, trainer: pl.Trainer, when: str, always: bool) -> None:
-        if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):
-            return
         for callback in trainer.checkpoint_callbacks:
             if not isinstance(callback, ModelCheckpoint) or isinstance(callback, StepCheckpoint):
                 continue
-            if not callback.save_last or callback.dirpath is None:
+            # Lightning saves at the end by itself when it never wrote a last checkpoint; its
+            # bookkeeping is private, so without these attributes this callback does nothing
+            written = getattr(callback, "_last_checkpoint_saved", "")
+            step = getattr(callback, "_last_global_step_saved", trainer.global_step)
+            if not callback.save_last or not written or callback.dirpath is None:
                 continue
-            # Lightning's bookkeeping is private: without these attributes nothing is written
-            written = getattr(callback, "_last_checkpoint_saved", None)
-            step = getattr(callback, "_last_global_step_saved", None)
-            if written is None or step is None or step >= trainer.global_step:
+            if step >= trainer.global_step:
                 continue
-            if not written and not always:
-                continue  # at the end Lightning writes last.ckpt itself if it never did
             path = (
                 Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
             )
             trainer.save_checkpoint(path, weights_only=False)  # the full state, for resuming
-            # the callback's own: no "last-v1.ckpt" next to it, no second write at the end
-            callback.last_model_path = str(path)
-            callback._last_checkpoint_saved = str(path)
-            callback._last_global_step_saved = trainer.global_step
-            log.info("%s at step %d: wrote %s", when, trainer.global_step, path)
+            log.info(
+                "training ended at step %d after the last checkpoint: wrote %s",
+                trainer.global_step,
+                path,
+            )
 
 
 class ValidateLastEpoch(Callback):

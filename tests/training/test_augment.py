@@ -145,6 +145,8 @@ def test_bad_settings() -> None:
     with pytest.raises(ValueError):
         augmentation_settings({"rotate": 3})
     with pytest.raises(ValueError):
-        RandomSample(4, None, augmentation_settings(None))
+        RandomSample(4, None)
     with pytest.raises(ValueError):
-        RandomSample(2, [8, 8, 8], augmentation_settings(None))
+        RandomSample(2, [8, 8, 8])
+    with pytest.raises(ValueError):
+        RandomSample(2, None, {"rotate": 3})
