@@ -34,7 +34,7 @@ from segattn.training.class_sampling import (
     class_balanced_slice_weights,
 )
 from segattn.training.partial_labels import annotated_masks
-from segattn.training.sampling import ResumableDataLoader, SeededDataset
+from segattn.training.sampling import ResumableDataLoader, SeededDataset, next_batch_position
 
 log = logging.getLogger(__name__)
 
@@ -482,15 +482,11 @@ class SegDataModule(pl.LightningDataModule):
         )
 
     def _progress(self) -> tuple[int, int]:
-        """``(epoch, batches of it processed)`` of the attached trainer (for resuming)."""
+        """``(epoch, batches of it trained)`` of the next batch the attached trainer trains."""
         trainer = self.trainer
         if trainer is None:
             return 0, 0
-        loop = trainer.fit_loop
-        # the loops' trackers are typed loosely; both have ``processed`` at run time
-        epoch: Any = loop.epoch_progress.current
-        batches: Any = loop.epoch_loop.batch_progress.current
-        return int(epoch.processed), int(batches.processed)
+        return next_batch_position(trainer)
 
     def class_voxel_counts(self) -> torch.Tensor:
         """``(K,)`` int64 voxels of every class over the training cases after preprocessing

@@ -144,10 +144,12 @@ class SeededDataset(Dataset):
 
 
 class ResumableBatchSampler(BatchSampler):
-    """A ``BatchSampler`` that can skip the first batches of its next pass (once).
+    """A ``BatchSampler`` whose passes can start after the first ``skip_batches`` batches.
 
     The signature is ``BatchSampler``'s, so Lightning can re-create it around a distributed
-    sampler.
+    sampler. ``iter()`` draws the epoch's order at once: the epoch in force when the iterator is
+    made decides the batches, even if ``set_epoch`` is called again before the first one is taken.
+    :class:`ResumableDataLoader` sets ``skip_batches`` for the one pass that resumes an epoch.
     """
 
     def __init__(self, sampler: Any, batch_size: int, drop_last: bool) -> None:
@@ -156,10 +158,10 @@ class ResumableBatchSampler(BatchSampler):
 
     def __iter__(self) -> Iterator[list[Any]]:
         _forward_epoch(self.sampler)
-        skip, self.skip_batches = self.skip_batches, 0
-        for n, batch in enumerate(super().__iter__()):
-            if n >= skip:
-                yield batch
+        keys = list(self.sampler)
+        size = self.batch_size
+        stop = len(keys) - len(keys) % size if self.drop_last else len(keys)
+        return iter([keys[i : i + size] for i in range(self.skip_batches * size, stop, size)])
 
 
 def _forward_epoch(sampler: Any) -> None:
@@ -171,11 +173,42 @@ def _forward_epoch(sampler: Any) -> None:
         inner.set_epoch(int(epoch))
 
 
+def next_batch_position(trainer: Any) -> tuple[int, int]:
+    """``(epoch, batches of it already trained)`` of the next batch a Lightning trainer trains.
+
+    Read from the fit loop's progress counters at any point where Lightning saves a checkpoint:
+    mid-epoch, after the last batch of an epoch (before or after its validation), at the epoch's
+    end hooks and when training ends. Once an epoch has trained all its batches the position is
+    the first batch of the next one, whatever the counters of the finished epoch still say.
+    """
+    loop = trainer.fit_loop
+    # the loops' trackers are typed loosely; they have these counters at run time
+    epoch: Any = loop.epoch_progress.current
+    progress: Any = loop.epoch_loop.batch_progress
+    if int(epoch.processed) >= int(epoch.started):
+        return int(epoch.processed), 0  # between epochs
+    done = int(progress.current.processed)
+    # ``is_last_batch`` is restored from a checkpoint before the batch count is known again
+    if done >= trainer.num_training_batches or (done and progress.is_last_batch):
+        return int(epoch.processed) + 1, 0
+    return int(epoch.processed), done
+
+
+def _set_epoch(sampler: Any, epoch: int) -> None:
+    set_epoch = getattr(sampler, "set_epoch", None)
+    if callable(set_epoch):
+        set_epoch(int(epoch))
+
+
 class ResumableDataLoader(DataLoader):
     """A DataLoader over :class:`EpochSampler` keys whose position Lightning checkpoints.
 
-    ``state_dict()`` records the epoch and the batches of it already trained on (read from the
-    trainer through ``progress``); ``load_state_dict()`` makes the next pass start after them.
+    ``state_dict()`` records the position of the next batch to train, ``(epoch, batches of it
+    already trained)``, read from the trainer through ``progress``; ``load_state_dict()`` makes
+    the next pass start there. Every pass (``iter()``) sets the epoch itself, from the loaded
+    position or else from ``progress``: Lightning creates the first iterator of a run before it
+    sets the epoch, and worker processes fetch their first batches at once, so a run resumed at
+    an epoch end would otherwise begin with batches of epoch 0.
 
     Args:
         dataset: a dataset taking ``(epoch, index)`` keys, e.g. :class:`SeededDataset`.
@@ -183,7 +216,8 @@ class ResumableDataLoader(DataLoader):
         seed: seed of the per-epoch order.
         shuffle: permute the samples per epoch.
         weights: per-sample sampling weights (see :class:`EpochSampler`), or None.
-        progress: returns ``(epoch, batches of that epoch done)`` of the running trainer.
+        progress: returns ``(epoch, batches of it already trained)`` of the next batch the running
+            trainer will train (``(e + 1, 0)`` once epoch ``e`` has trained all its batches).
         **kwargs: other ``DataLoader`` arguments (``num_workers``, ``collate_fn``, ...).
     """
 
@@ -208,6 +242,7 @@ class ResumableDataLoader(DataLoader):
         self.seed = seed
         self.shuffle = shuffle
         self.progress = progress
+        self._resume_at: tuple[int, int] | None = None
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
 
     def state_dict(self) -> dict[str, int]:
@@ -215,11 +250,26 @@ class ResumableDataLoader(DataLoader):
         return {"epoch": int(epoch), "batches": int(batches)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = int(state["epoch"]), int(state["batches"])
+
+    def __iter__(self) -> Any:
         batch_sampler = self.batch_sampler
-        sampler = getattr(batch_sampler, "sampler", None)
-        set_epoch = getattr(sampler, "set_epoch", None)
-        if callable(set_epoch):
-            # with workers the first indices are fetched before Lightning sets the epoch
-            set_epoch(int(state["epoch"]))
-        if isinstance(batch_sampler, ResumableBatchSampler):
-            batch_sampler.skip_batches = int(state["batches"])
+        if self._resume_at is not None:
+            (epoch, skip), self._resume_at = self._resume_at, None
+            if self.progress is not None and self.progress()[0] > epoch:
+                # a state saved after an epoch's last batch by earlier segattn code, which counted
+                # that epoch's batches instead of pointing at the next epoch
+                epoch, skip = self.progress()
+        elif self.progress is not None:
+            epoch, skip = self.progress()[0], 0
+        else:
+            return super().__iter__()  # the epoch set by ``set_epoch``
+        _set_epoch(getattr(batch_sampler, "sampler", None), epoch)
+        if not isinstance(batch_sampler, ResumableBatchSampler):
+            return super().__iter__()
+        # a worker iterator draws from the batch sampler twice as it starts: skip in both
+        batch_sampler.skip_batches = skip
+        try:
+            return super().__iter__()
+        finally:
+            batch_sampler.skip_batches = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from segattn.training.sampling import (
     ResumableDataLoader,
     SeededDataset,
     epoch_permutation,
+    next_batch_position,
     sample_seed,
 )
 
@@ -83,6 +85,95 @@ def test_loader_resumes_after_the_trained_batches() -> None:
     assert len(rest) == len(expected) - 2
     assert all(torch.equal(a, b) for a, b in zip(rest, expected[2:]))
     assert len(list(resumed)) == len(expected)  # the skip applies once
+
+
+def _epoch_batches(epoch: int, workers: int = 0) -> list[torch.Tensor]:
+    loader = ResumableDataLoader(_dataset(), batch_size=3, seed=1, num_workers=workers)
+    loader.batch_sampler.sampler.set_epoch(epoch)  # type: ignore[union-attr]
+    return [b["image"] for b in loader]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resumed_pass_skips_with_workers(workers: int) -> None:
+    # a worker iterator draws from the batch sampler twice as it starts: both draws skip
+    expected = _epoch_batches(1)
+    resumed = ResumableDataLoader(_dataset(), batch_size=3, seed=1, num_workers=workers)
+    resumed.load_state_dict({"epoch": 1, "batches": 2})
+    rest = [b["image"] for b in resumed]
+    assert len(rest) == len(expected) - 2
+    assert all(torch.equal(a, b) for a, b in zip(rest, expected[2:]))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_each_pass_takes_its_epoch_from_the_trainer(workers: int) -> None:
+    # Lightning makes the first iterator of a run resumed at an epoch end before it sets the
+    # epoch (without loading the loader state), and workers fetch at once: the pass must still
+    # be the trainer's epoch, here 2, and keep it when set_epoch comes late
+    position = [2, 0]
+    loader = ResumableDataLoader(
+        _dataset(), batch_size=3, seed=1, num_workers=workers, progress=lambda: tuple(position)
+    )
+    batches = iter(loader)
+    loader.batch_sampler.sampler.set_epoch(5)  # type: ignore[union-attr]
+    got = [b["image"] for b in batches]
+    expected = _epoch_batches(2)
+    assert len(got) == len(expected)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert not torch.equal(expected[0], _epoch_batches(0)[0])
+
+
+def test_an_epoch_counted_as_unfinished_resumes_at_the_next() -> None:
+    # earlier checkpoints saved after an epoch's last batch (and its validation) held that
+    # epoch and its batch count; the trainer's restored counters say the next epoch is due
+    loader = ResumableDataLoader(_dataset(), batch_size=3, seed=1, progress=lambda: (2, 0))
+    loader.load_state_dict({"epoch": 1, "batches": 4})
+    got = [b["image"] for b in loader]
+    expected = _epoch_batches(2)
+    assert len(got) == len(expected)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+
+
+def _trainer(
+    epochs: tuple[int, int], batches: int, per_epoch: float = 4, last: bool = False
+) -> SimpleNamespace:
+    """A stand-in for Lightning's fit loop counters: epochs (started, processed), batches of
+    the current epoch processed, batches per epoch, and the restored ``is_last_batch``."""
+    started, processed = epochs
+    return SimpleNamespace(
+        num_training_batches=per_epoch,
+        fit_loop=SimpleNamespace(
+            epoch_progress=SimpleNamespace(
+                current=SimpleNamespace(started=started, processed=processed)
+            ),
+            epoch_loop=SimpleNamespace(
+                batch_progress=SimpleNamespace(
+                    current=SimpleNamespace(processed=batches), is_last_batch=last
+                )
+            ),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("epochs", "batches", "position"),
+    [
+        pytest.param((0, 0), 0, (0, 0), id="before-training"),
+        pytest.param((2, 1), 3, (1, 3), id="mid-epoch"),
+        pytest.param((2, 1), 4, (2, 0), id="after-the-last-batch-and-validation"),
+        pytest.param((2, 2), 4, (2, 0), id="epoch-end-hooks"),
+        pytest.param((3, 2), 0, (2, 0), id="next-epoch-started"),
+    ],
+)
+def test_next_batch_position(epochs: tuple[int, int], batches: int, position: tuple) -> None:
+    assert next_batch_position(_trainer(epochs, batches)) == position
+
+
+def test_next_batch_position_before_the_batch_count_is_known() -> None:
+    # right after a checkpoint is restored Lightning has not counted the epoch's batches yet;
+    # the restored ``is_last_batch`` tells that the epoch's batches were all trained
+    unknown = float("inf")
+    assert next_batch_position(_trainer((2, 1), 2, unknown, last=True)) == (2, 0)
+    assert next_batch_position(_trainer((2, 1), 2, unknown, last=False)) == (1, 2)
 
 
 def test_batch_sampler_is_a_batch_sampler() -> None:
