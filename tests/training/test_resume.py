@@ -181,8 +181,16 @@ def test_sigkill_after_an_unvalidated_epoch_and_resume_is_bit_identical(
     cut_dir = tmp_path / "cut"
     cut = _run(_args(tiny_malc, cut_dir, "--data.num_workers", "2"))
     last = cut_dir / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    killed_at = _kill_when(cut, last, STEPS_PER_EPOCH)
-    # epoch 1's four steps and validation come before the next last.ckpt: the kill lands there
+    # the run's first last.ckpt is epoch 0's: kill as soon as it appears (its rename is atomic),
+    # well before epoch 1's four steps and validation write the next one
+    deadline = time.monotonic() + 300
+    while not last.exists():
+        assert cut.poll() is None, cut.stderr.read().decode() if cut.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    cut.send_signal(signal.SIGKILL)
+    cut.wait()
+    killed_at = _global_step(last)
     assert killed_at == STEPS_PER_EPOCH
     _finish(_run(_args(tiny_malc, cut_dir, "--data.num_workers", "2", "--ckpt_path", "last")))
     _assert_same_end(uninterrupted, cut_dir, killed_at)
