@@ -256,10 +256,11 @@ class ResumableDataLoader(DataLoader):
         batch_sampler = self.batch_sampler
         if self._resume_at is not None:
             (epoch, skip), self._resume_at = self._resume_at, None
-            if self.progress is not None and self.progress()[0] > epoch:
+            trainer_at = self.progress() if self.progress is not None else None
+            if trainer_at is not None and trainer_at[0] > epoch:
                 # a state saved after an epoch's last batch by earlier segattn code, which counted
                 # that epoch's batches instead of pointing at the next epoch
-                epoch, skip = self.progress()
+                epoch, skip = trainer_at
         elif self.progress is not None:
             epoch, skip = self.progress()[0], 0
         else:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -143,14 +144,16 @@ def _assert_same_end(
     assert any("val/mean_dice" in v for v in resumed_rows.values())
 
 
-def _kill_when(proc: subprocess.Popen, checkpoint: Path, min_step: int) -> int:
-    """SIGKILL ``proc`` as soon as ``checkpoint`` holds step ``min_step`` or later (wherever the
-    run happens to be then); returns the step the checkpoint holds after the kill."""
+def _kill_when(
+    proc: subprocess.Popen, checkpoint: Path, ready: Callable[[], bool], poll: float = 0.05
+) -> int:
+    """SIGKILL ``proc`` as soon as ``ready()`` (wherever the run happens to be then); returns
+    the step ``checkpoint`` holds after the kill."""
     deadline = time.monotonic() + 300
-    while _global_step(checkpoint) < min_step:
+    while not ready():
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert time.monotonic() < deadline
-        time.sleep(0.05)
+        time.sleep(poll)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return _global_step(checkpoint)
@@ -163,7 +166,7 @@ def test_sigkill_mid_epoch_and_resume_is_bit_identical(
     cut_dir = tmp_path / "cut"
     cut = _run(_args(tiny_malc, cut_dir, "--checkpoint_every_n_steps", "1"))
     last = cut_dir / "lightning_logs" / "version_0" / "checkpoints" / "last-step.ckpt"
-    killed_at = _kill_when(cut, last, 3)
+    killed_at = _kill_when(cut, last, lambda: _global_step(last) >= 3)
     assert 3 <= killed_at < EPOCHS * STEPS_PER_EPOCH, "killed before the end of training"
     # resume with a worker process: samples do not depend on who builds them
     args = _args(tiny_malc, cut_dir, "--checkpoint_every_n_steps", "1", "--data.num_workers", "1")
@@ -183,14 +186,7 @@ def test_sigkill_after_an_unvalidated_epoch_and_resume_is_bit_identical(
     last = cut_dir / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     # the run's first last.ckpt is epoch 0's: kill as soon as it appears (its rename is atomic),
     # well before epoch 1's four steps and validation write the next one
-    deadline = time.monotonic() + 300
-    while not last.exists():
-        assert cut.poll() is None, cut.stderr.read().decode() if cut.stderr else ""
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    cut.send_signal(signal.SIGKILL)
-    cut.wait()
-    killed_at = _global_step(last)
+    killed_at = _kill_when(cut, last, last.exists, poll=0.005)
     assert killed_at == STEPS_PER_EPOCH
     _finish(_run(_args(tiny_malc, cut_dir, "--data.num_workers", "2", "--ckpt_path", "last")))
     _assert_same_end(uninterrupted, cut_dir, killed_at)
